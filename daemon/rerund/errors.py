@@ -1,0 +1,80 @@
+"""The one exception hierarchy of rerund.
+
+Everything rerund raises on purpose derives from :class:`RerundError`, so the
+command line and the service can turn any of them into one clear line.
+"""
+
+from __future__ import annotations
+
+
+class RerundError(Exception):
+    """Root of every error rerund raises deliberately."""
+
+
+class RecordError(RerundError):
+    """A commit looks like a run record but cannot be used as one."""
+
+    def __init__(self, commit: str, problem: str) -> None:
+        super().__init__(f"run record in commit {commit[:12]} {problem}")
+        self.commit = commit
+        self.problem = problem
+
+
+class PlaceholderError(RerundError):
+    """A command or an input/output spec names a placeholder nobody defines."""
+
+
+class GitError(RerundError):
+    """A git or git-annex invocation failed."""
+
+    def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {returncode}"
+        super().__init__(f"`{' '.join(args[:3])}` failed: {detail}")
+        self.args_run = args
+        self.returncode = returncode
+        self.stderr = stderr
+
+    @property
+    def transient(self) -> bool:
+        """Whether retrying the same call later may succeed (network, locks)."""
+        text = self.stderr.lower()
+        return any(marker in text for marker in _TRANSIENT_MARKERS)
+
+
+_TRANSIENT_MARKERS = (
+    "could not read from remote",
+    "connection timed out",
+    "connection reset",
+    "connection refused",
+    "temporary failure",
+    "early eof",
+    "the remote end hung up",
+    "index.lock",
+    "unable to lock",
+    "cannot lock ref",
+)
+
+
+class RevisionError(RerundError):
+    """A revision the user named does not exist or is not usable."""
+
+
+class NotADatasetError(RerundError):
+    """The directory is not a git repository rerund can work in."""
+
+
+class DirtyTreeError(RerundError):
+    """The work tree has changes, so a rerun could not attribute its results."""
+
+
+class InputError(RerundError):
+    """A declared input does not exist or its content cannot be obtained."""
+
+
+class StepFailed(RerundError):
+    """A rerun command exited with an unexpected code or ran out of time."""
+
+    def __init__(self, commit: str, message: str, log_path: str | None = None) -> None:
+        super().__init__(message)
+        self.commit = commit
+        self.log_path = log_path

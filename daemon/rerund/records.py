@@ -1,0 +1,204 @@
+"""Read and write DataLad run records, byte for byte as DataLad 1.7 does.
+
+A run record is a commit message::
+
+    [DATALAD RUNCMD] <summary>
+
+    === Do not change lines below ===
+    <JSON object, or a JSON string naming a sidecar file>
+    ^^^ Do not change lines above ^^^
+
+This module is pure: it turns text into :class:`RunRecord` values and back and
+knows nothing about git. Fields DataLad does not know are kept and written back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rerund.errors import RecordError
+
+TAG = "[DATALAD RUNCMD] "
+BEGIN = "=== Do not change lines below ==="
+END = "^^^ Do not change lines above ^^^"
+SIDECAR_DIR = ".datalad/runinfo"
+
+# Anchored at the start, greedy on both captures: when the delimiters appear
+# twice DataLad takes the last ones, and so do we.
+_MESSAGE = re.compile(
+    re.escape(TAG) + r"(.*)" + re.escape(BEGIN) + r"\n(.*)\n" + re.escape(END),
+    re.DOTALL,
+)
+_SIDECAR_ID = re.compile(r"[0-9a-f]{32}")
+_LIST_FIELDS = ("inputs", "outputs", "extra_inputs", "chain")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The JSON object of a run record, with typed access to the known fields."""
+
+    fields: Mapping[str, Any]
+
+    @property
+    def cmd(self) -> str | list[str]:
+        cmd: str | list[str] = self.fields["cmd"]
+        return cmd
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.fields.get("inputs") or [])
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.fields.get("outputs") or [])
+
+    @property
+    def extra_inputs(self) -> list[str]:
+        return list(self.fields.get("extra_inputs") or [])
+
+    @property
+    def chain(self) -> list[str]:
+        return list(self.fields.get("chain") or [])
+
+    @property
+    def pwd(self) -> str:
+        # DataLad cannot rerun a record without pwd; "." is what it means.
+        return str(self.fields.get("pwd") or ".")
+
+    @property
+    def exit(self) -> int:
+        return int(self.fields.get("exit") or 0)
+
+    @property
+    def dsid(self) -> str | None:
+        dsid = self.fields.get("dsid")
+        return str(dsid) if dsid else None
+
+    def rerun_of(self, commit: str, *, dsid: str | None, exit_code: int = 0) -> RunRecord:
+        """The record of a rerun of this record's commit ``commit``.
+
+        Unknown fields travel along untouched (DataLad drops them; we keep them).
+        """
+        new = dict(self.fields)
+        new["chain"] = [*self.chain, commit]
+        new["exit"] = exit_code
+        new.setdefault("pwd", ".")
+        for name in ("inputs", "outputs", "extra_inputs"):
+            new.setdefault(name, [])
+        if dsid is not None:
+            new["dsid"] = dsid
+        return RunRecord(new)
+
+
+@dataclass(frozen=True)
+class RunMessage:
+    """A parsed run-record commit message.
+
+    Exactly one of ``record`` and ``sidecar_id`` is set: sidecar records keep
+    their JSON in ``.datalad/runinfo/<id>`` inside the commit's tree.
+    """
+
+    summary: str
+    record: RunRecord | None = None
+    sidecar_id: str | None = None
+    trailer: str = field(default="")
+
+
+def is_run_message(message: str) -> bool:
+    """Cheap test used while scanning history: does the message carry the tag?"""
+    return message.startswith(TAG)
+
+
+def parse_message(message: str, commit: str) -> RunMessage | None:
+    """Parse a commit message; ``None`` when it is not a run record at all.
+
+    Raises :class:`RecordError` (naming ``commit``) when the message carries the
+    tag and delimiters but the record in between is unusable.
+    """
+    if not message.startswith(TAG):
+        return None
+    match = _MESSAGE.match(message)
+    if match is None:
+        return None
+    summary = match.group(1).rstrip()
+    body = match.group(2)
+    trailer = message[match.end() :].lstrip("\n")
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise RecordError(commit, f"is not valid JSON ({exc})") from exc
+    if isinstance(value, str):
+        if not _SIDECAR_ID.fullmatch(value):
+            raise RecordError(commit, f"names a sidecar file with a malformed id {value!r}")
+        return RunMessage(summary, sidecar_id=value, trailer=trailer)
+    if not isinstance(value, dict):
+        raise RecordError(commit, f"holds a JSON {type(value).__name__}, not an object")
+    return RunMessage(summary, record=record_from_json(value, commit), trailer=trailer)
+
+
+def record_from_json(value: dict[str, Any], commit: str) -> RunRecord:
+    """Validate the JSON object of a record (inline or from a sidecar file)."""
+    if "cmd" not in value:
+        raise RecordError(commit, "looks like a run record but has no command ('cmd')")
+    cmd = value["cmd"]
+    if not isinstance(cmd, str) and not (
+        isinstance(cmd, list) and all(isinstance(part, str) for part in cmd)
+    ):
+        raise RecordError(commit, "has a 'cmd' that is neither a string nor a list of strings")
+    for name in _LIST_FIELDS:
+        items = value.get(name)
+        if items is not None and not (
+            isinstance(items, list) and all(isinstance(item, str) for item in items)
+        ):
+            raise RecordError(commit, f"has a {name!r} that is not a list of strings")
+    pwd = value.get("pwd")
+    if pwd is not None and not isinstance(pwd, str):
+        raise RecordError(commit, "has a 'pwd' that is not a string")
+    exit_code = value.get("exit")
+    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
+        raise RecordError(commit, "has an 'exit' that is not an integer")
+    return RunRecord(value)
+
+
+def record_json(record: RunRecord) -> str:
+    """The inline JSON text exactly as DataLad writes it (and hashes it)."""
+    return json.dumps(dict(record.fields), indent=1, sort_keys=True, ensure_ascii=False)
+
+
+def sidecar_id(record: RunRecord) -> str:
+    """The sidecar file name DataLad would give this record."""
+    return hashlib.md5(record_json(record).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def format_message(summary: str, record: RunRecord, *, sidecar: bool = False) -> str:
+    """The full commit message of a run record, as handed to ``git commit``."""
+    body = json.dumps(sidecar_id(record)) if sidecar else record_json(record)
+    return f"{TAG}{summary}\n\n{BEGIN}\n{body}\n{END}\n"
+
+
+def encode_sidecar(record: RunRecord) -> bytes:
+    """Sidecar file content: an xz stream holding one compact JSON line."""
+    line = json.dumps(dict(record.fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return lzma.compress((line + "\n").encode("utf-8"), format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64)
+
+
+def decode_sidecar(data: bytes, commit: str) -> RunRecord:
+    """Read a sidecar file (xz-compressed JSON stream; the first document counts)."""
+    try:
+        text = lzma.decompress(data).decode("utf-8")
+    except (lzma.LZMAError, UnicodeDecodeError) as exc:
+        raise RecordError(commit, f"has a sidecar file that is not an xz JSON stream ({exc})") from exc
+    first = text.lstrip().split("\n", 1)[0]
+    try:
+        value = json.loads(first)
+    except ValueError as exc:
+        raise RecordError(commit, f"has a sidecar file that is not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise RecordError(commit, "has a sidecar file that does not hold a JSON object")
+    return record_from_json(value, commit)
