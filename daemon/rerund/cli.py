@@ -1,0 +1,199 @@
+"""The ``rerund`` command line: a thin layer over the core.
+
+Exit codes: 0 success, 1 a step failed or rerund refused (one clear line on
+stderr), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rerund.errors import RerundError, RevisionError
+from rerund.gitrepo import GitRepo
+from rerund.history import HistoryIndex, dataset_id, read_range
+from rerund.plan import Plan, PlanOptions, since_plan, stale_plan
+
+EXIT_FAILED = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except RerundError as exc:
+        print(f"rerund: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rerund", description="Find stale DataLad run records and rerun them."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    plan = commands.add_parser("plan", help="show what is stale now, in order, and why")
+    _repo_options(plan)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(handler=_plan_command)
+
+    rerun = commands.add_parser("rerun", help="rerun the stale plan (or named records) here")
+    _repo_options(rerun)
+    rerun.add_argument("commits", nargs="*", metavar="COMMIT", help="rerun exactly these records")
+    rerun.add_argument("--script", metavar="FILE", help="write the commands to FILE ('-': stdout)")
+    rerun.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
+    rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
+    rerun.set_defaults(handler=_rerun_command)
+    return parser
+
+
+def _repo_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("-C", dest="repo", type=Path, default=Path("."), help="dataset (default: .)")
+    sub.add_argument("--since", metavar="REV", help="select what `datalad rerun --since` would")
+    sub.add_argument(
+        "--no-implicit-inputs",
+        dest="implicit_inputs",
+        action="store_false",
+        default=None,
+        help="ignore files the command names but does not declare",
+    )
+    sub.add_argument(
+        "--drift",
+        choices=["rerun", "report"],
+        help="what a hand-edited output means for its record (default: rerun)",
+    )
+
+
+def _plan_command(args: argparse.Namespace) -> int:
+    repo = GitRepo.discover(args.repo)
+    plan, _ = _make_plan(repo, args)
+    if args.json:
+        print(json.dumps(plan.to_json(), ensure_ascii=False))
+    else:
+        _print_plan(plan, "stale" if args.since is None else "selected")
+    return 0
+
+
+def _rerun_command(args: argparse.Namespace) -> int:
+    from rerund.execute import ExecOptions
+    from rerund.replay import replay
+    from rerund.script import render_script
+
+    repo = GitRepo.discover(args.repo)
+    if args.commits and args.since is not None:
+        raise RevisionError("give either --since or COMMITs, not both")
+    plan, dsid = _named_plan(repo, args.commits) if args.commits else _make_plan(repo, args)
+    if args.script is not None:
+        text = render_script(repo, plan, _invocation(args, plan.head), dsid)
+        if args.script == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.script).write_text(text, encoding="utf-8")
+            print(f"Script written to {args.script}", file=sys.stderr)
+        return 0
+    if args.dry_run or not plan.steps:
+        _print_plan(plan, "would rerun" if plan.steps else "stale")
+        return 0
+    log_dir = repo.common_dir / "rerund" / "logs"
+    report = replay(
+        repo,
+        plan,
+        dsid,
+        ExecOptions(log_dir=log_dir, timeout_s=args.timeout),
+        on_step=lambda r: print(
+            f"{r.step.commit[:8]}  {r.outcome:<10}  "
+            f"{(r.new_commit or '')[:8] or '-':<8}  {r.duration_s:.2f}s  {r.step.summary}"
+        ),
+    )
+    if report.failure is not None:
+        print(f"rerund: error: {report.failure}", file=sys.stderr)
+        if report.not_run:
+            skipped = ", ".join(step.commit[:8] for step in report.not_run)
+            print(f"rerund: not run: {skipped}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _make_plan(repo: GitRepo, args: argparse.Namespace) -> tuple[Plan, str | None]:
+    head = repo.resolve("HEAD")
+    if head is None:
+        raise RevisionError(f"{repo.path} has no commits yet: nothing is recorded")
+    if args.since is not None:
+        revisions = [head]
+        if args.since.strip():
+            since = repo.resolve(args.since)
+            if since is None:
+                raise RevisionError(f"--since {args.since!r} names no commit")
+            revisions = [f"{since}..{head}"]
+        dsid = dataset_id(repo, head)
+        return since_plan(head, read_range(repo, revisions), dsid), dsid
+    branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip()
+    index = HistoryIndex.open(repo, branch or "HEAD")
+    try:
+        index.update(head)
+        options = _plan_options(repo, args)
+        return stale_plan(index, options), index.dataset_id
+    finally:
+        index.close()
+
+
+def _named_plan(repo: GitRepo, commits: Sequence[str]) -> tuple[Plan, str | None]:
+    """A plan of exactly the named records, in the order given."""
+    head = repo.resolve("HEAD") or ""
+    shas = []
+    for name in commits:
+        sha = repo.resolve(name)
+        if sha is None:
+            raise RevisionError(f"{name!r} names no commit")
+        shas.append(sha)
+    dsid = dataset_id(repo, head)
+    selected = []
+    for sha in shas:
+        found = read_range(repo, ["-1", sha])[0]
+        if found.record is None:
+            raise RevisionError(f"{sha[:8]} is not a run record")
+        selected.append(found)
+    plan = since_plan(head, selected, dsid)
+    if plan.notices:
+        raise RevisionError(f"{plan.notices[0].commit[:8]} {plan.notices[0].message}")
+    return plan, dsid
+
+
+def _plan_options(repo: GitRepo, args: argparse.Namespace) -> PlanOptions:
+    """Command-line flags first, then the repository's ``rerund.*`` git config."""
+    implicit = args.implicit_inputs
+    if implicit is None:
+        configured = repo.config_get("rerund.implicit-inputs")
+        implicit = (configured or "true").lower() not in ("false", "no", "off", "0")
+    drift = args.drift or repo.config_get("rerund.drift") or "rerun"
+    if drift not in ("rerun", "report"):
+        raise RerundError(f"git config rerund.drift must be 'rerun' or 'report', not {drift!r}")
+    return PlanOptions(implicit_inputs=implicit, drift=drift)
+
+
+def _invocation(args: argparse.Namespace, head: str) -> str:
+    since = f" --since={args.since}" if args.since is not None else ""
+    return f"rerund rerun --script={args.script}{since} {head}"
+
+
+def _print_plan(plan: Plan, label: str) -> None:
+    for notice in plan.notices:
+        print(f"rerund: note: {notice.commit[:8]} {notice.message}", file=sys.stderr)
+    if not plan.steps:
+        print(f"nothing is {label} at {plan.head[:8]}")
+        return
+    print(f"{len(plan.steps)} step(s) {label} at {plan.head[:8]}:")
+    for number, step in enumerate(plan.steps, 1):
+        why = "; ".join(reason.describe() for reason in step.reasons)
+        print(f"{number:>3}. {step.commit[:8]}  {step.summary}  <- {why}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Rerun one step in a work tree and save what it produced (SPEC §3).
+
+The sequence mirrors ``datalad rerun`` for a single record: fetch the inputs,
+unlock or remove the outputs, run the expanded command through ``/bin/sh -c``
+with a time limit and a captured log, then commit every change with a rerun
+record — or, when nothing changed, no commit at all.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rerund.errors import GitError, InputError, RecordError, StepFailed
+from rerund.globbing import expand_specs, spec_matcher
+from rerund.gitrepo import GitRepo
+from rerund.placeholders import expand_command, format_io_specs, shell_words
+from rerund.plan import Step
+from rerund.records import SIDECAR_DIR, RunRecord, encode_sidecar, format_message, sidecar_id
+
+Outcome = Literal["committed", "identical"]
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    log_dir: Path
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    outcome: Outcome
+    new_commit: str | None
+    exit_code: int
+    duration_s: float
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    command: str
+    exec_dir: Path
+
+
+def execute_step(repo: GitRepo, step: Step, dsid: str | None, options: ExecOptions) -> StepResult:
+    """Rerun ``step`` on the current HEAD of ``repo``'s work tree.
+
+    Raises :class:`InputError` before anything runs when inputs are missing,
+    and :class:`StepFailed` (leaving the tree as the command left it) when the
+    command fails or times out.
+    """
+    started = time.monotonic()
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = options.log_dir / f"{step.commit[:12]}.log"
+    head_before = repo.text("rev-parse", "HEAD")
+    prepared = _prepare(repo, step)
+    exit_code = _run_command(prepared, step, log_path, options.timeout_s)
+    if exit_code not in (0, step.record.exit):
+        raise StepFailed(
+            step.commit,
+            f"step {step.commit[:8]} exited with {exit_code} (recorded: {step.record.exit});"
+            f" nothing was committed, see {log_path}",
+            str(log_path),
+        )
+    if repo.text("rev-parse", "HEAD") != head_before:
+        raise StepFailed(
+            step.commit,
+            f"step {step.commit[:8]} made commits of its own; rerund does not rerun such"
+            " commands (DataLad records them as run-merges)",
+            str(log_path),
+        )
+    new_record = step.record.rerun_of(step.commit, dsid=dsid, exit_code=exit_code)
+    new_commit = _save(repo, step.summary, new_record)
+    return StepResult(
+        step=step,
+        outcome="committed" if new_commit else "identical",
+        new_commit=new_commit,
+        exit_code=exit_code,
+        duration_s=time.monotonic() - started,
+        log_path=log_path,
+    )
+
+
+def _prepare(repo: GitRepo, step: Step) -> _Prepared:
+    record = step.record
+    root = repo.path.resolve()
+    exec_dir = (root / record.pwd).resolve()
+    if exec_dir != root and root not in exec_dir.parents:
+        raise RecordError(step.commit, f"runs in {record.pwd!r}, outside the dataset")
+    subs = substitutions(repo)
+    io_mapping = {**subs, **_io_lists(record)}
+    inputs = expand_specs(format_io_specs(record.inputs, io_mapping), exec_dir)
+    extra = expand_specs(format_io_specs(record.extra_inputs, io_mapping), exec_dir)
+    missing = inputs.misses + extra.misses
+    if missing:
+        raise InputError(f"step {step.commit[:8]}: input did not match an existing file: {missing[0]}")
+    _get_content(repo, exec_dir, [*inputs.fetch_paths, *extra.fetch_paths], step)
+    outputs = expand_specs(format_io_specs(record.outputs, io_mapping), exec_dir)
+    command = expand_command(
+        record.cmd,
+        inputs=inputs.command_paths,
+        outputs=outputs.command_paths,
+        pwd=str(exec_dir),
+        dspath=str(root),
+        substitutions=subs,
+    )
+    _clear_outputs(repo, step, exec_dir, outputs.hits, command)
+    return _Prepared(command, exec_dir)
+
+
+def _io_lists(record: RunRecord) -> dict[str, list[str]]:
+    lists = {"inputs": record.inputs, "outputs": record.outputs, "extra_inputs": record.extra_inputs}
+    return {name: value for name, value in lists.items() if value}
+
+
+def substitutions(repo: GitRepo) -> dict[str, str | list[str]]:
+    """Custom placeholders from ``datalad.run.substitutions.*`` (current config, as DataLad)."""
+    prefix = "datalad.run.substitutions."
+    found: dict[str, str | list[str]] = {}
+    for key, values in repo.config_values(r"^datalad\.run\.substitutions\.").items():
+        found[key[len(prefix) :]] = values[0] if len(values) == 1 else values
+    return found
+
+
+def _get_content(repo: GitRepo, exec_dir: Path, paths: list[str], step: Step) -> None:
+    """Fetch annexed inputs; plain git files are already there."""
+    if not paths or not repo.is_annex:
+        return
+    runner = GitRepo(exec_dir)
+    try:
+        runner.annex("get", "--quiet", "--", *paths)
+    except GitError as exc:
+        raise InputError(
+            f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
+        ) from exc
+
+
+def _clear_outputs(
+    repo: GitRepo, step: Step, exec_dir: Path, declared_hits: list[str], command: str
+) -> None:
+    """Unlock annexed outputs and remove plain ones, so no stale content survives.
+
+    Outputs are the declared ones plus what the original commit added or
+    modified. A file the command also reads (a declared input, or a path its
+    command names) is kept in place, as ``echo x$(cat f) > f`` needs it.
+    """
+    root = repo.path.resolve()
+    record = step.record
+    rel_exec = exec_dir.relative_to(root).as_posix()
+    candidates: list[str] = []
+    for hit in declared_hits:
+        path = posixpath.normpath(posixpath.join(rel_exec, hit))
+        candidates.extend(_tracked_files_under(root, path))
+    candidates.extend(_automatic_outputs(repo, step.commit))
+    read_specs = [spec_matcher(spec, record.pwd) for spec in [*record.inputs, *record.extra_inputs]]
+    named = {
+        posixpath.normpath(posixpath.join(rel_exec, word)) for word in shell_words(command)
+    }
+    unlock: list[str] = []
+    for path in dict.fromkeys(candidates):
+        if path in (".", "") or path.startswith(".git/") or path.startswith(".datalad/"):
+            continue
+        target = root / path
+        if not target.is_symlink() and not target.is_file():
+            continue
+        if _is_annexed(target):
+            if target.exists():  # content present: unlock so the command writes a copy
+                unlock.append(path)
+            else:
+                target.unlink()
+        elif path not in named and not any(m.covers(path) for m in read_specs):
+            target.unlink()
+    if unlock:
+        repo.annex("unlock", "--quiet", "--", *unlock)
+
+
+def _automatic_outputs(repo: GitRepo, commit: str) -> list[str]:
+    """Files the original commit added or modified (against its first parent)."""
+    out = repo.run(
+        "diff-tree", "--root", "-r", "-z", "--no-commit-id", "--no-renames",
+        "--diff-filter=AM", "--name-only", "-m", "--first-parent", commit,
+    )
+    return [path for path in out.decode("utf-8").split("\0") if path]
+
+
+def _tracked_files_under(root: Path, path: str) -> list[str]:
+    target = root / path
+    if target.is_dir() and not target.is_symlink():
+        return [
+            Path(dirpath, name).relative_to(root).as_posix()
+            for dirpath, _, names in os.walk(target)
+            for name in names
+        ]
+    return [path]
+
+
+def _is_annexed(path: Path) -> bool:
+    if path.is_symlink():
+        return "/annex/objects/" in os.readlink(path)
+    if path.stat().st_size > 1024:
+        return False
+    with path.open("rb") as handle:
+        return handle.read(15) == b"/annex/objects/"
+
+
+def _run_command(prepared: _Prepared, step: Step, log_path: Path, timeout_s: float | None) -> int:
+    with log_path.open("wb") as log:
+        log.write(f"$ {prepared.command}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", prepared.command],
+            cwd=prepared.exec_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so a timeout can stop the whole process group
+        )
+        try:
+            return process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            log.write(f"\nrerund: killed after {timeout_s} s\n".encode())
+            raise StepFailed(
+                step.commit,
+                f"step {step.commit[:8]} ran longer than {timeout_s} s and was stopped;"
+                f" nothing was committed, see {log_path}",
+                str(log_path),
+            ) from None
+
+
+def _save(repo: GitRepo, summary: str, record: RunRecord) -> str | None:
+    """Commit every change as DataLad's ``save`` would; ``None`` when nothing changed."""
+    if repo.is_annex:
+        # Honours annex.largefiles: large files are annexed (and locked again), small ones go to git.
+        repo.annex("add", "--quiet", "--", ".")
+    repo.run("add", "--all", "--", ".")
+    if not repo.run("diff", "--cached", "--name-only", "-z"):
+        return None
+    sidecar = (repo.config_get("datalad.run.record-sidecar") or "").lower() in _TRUE
+    if sidecar:
+        _write_sidecar(repo, record)
+    repo.run("commit", "--quiet", "-F", "-", stdin=format_message(summary, record, sidecar=sidecar).encode())
+    return repo.text("rev-parse", "HEAD")
+
+
+_TRUE = {"yes", "on", "true", "1", "enable"}
+
+
+def _write_sidecar(repo: GitRepo, record: RunRecord) -> None:
+    directory = (repo.config_get("datalad.run.record-directory") or SIDECAR_DIR).strip("/")
+    path = repo.path / directory / sidecar_id(record)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_sidecar(record))
+        if repo.is_annex:
+            repo.annex("add", "--quiet", "--", str(path.relative_to(repo.path)))
+        repo.run("add", "--", str(path.relative_to(repo.path)))

@@ -1,0 +1,64 @@
+"""Run a whole plan, step after step, in one work tree (the one-shot ``rerund rerun``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rerund.errors import DirtyTreeError, InputError, StepFailed
+from rerund.execute import ExecOptions, StepResult, execute_step
+from rerund.gitrepo import GitRepo
+from rerund.plan import Plan, Step
+
+
+@dataclass
+class ReplayReport:
+    """What happened to each step of a plan."""
+
+    results: list[StepResult] = field(default_factory=list)
+    failure: StepFailed | InputError | None = None
+    failed_step: Step | None = None
+    not_run: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def require_clean(repo: GitRepo) -> None:
+    """A rerun attributes every change to its command, so the tree must start clean."""
+    dirt = repo.status_porcelain()
+    if dirt:
+        first = dirt.splitlines()[0].strip()
+        raise DirtyTreeError(
+            f"{repo.path} has uncommitted changes ({first}"
+            f"{' and more' if len(dirt.splitlines()) > 1 else ''}); commit or stash them first"
+        )
+
+
+def replay(
+    repo: GitRepo,
+    plan: Plan,
+    dsid: str | None,
+    options: ExecOptions,
+    on_step: Callable[[StepResult], None] | None = None,
+) -> ReplayReport:
+    """Execute ``plan`` on the current HEAD; stop at the first failing step.
+
+    The failing step's partial work stays in the tree for inspection, as with
+    ``datalad rerun``; nothing after it runs.
+    """
+    require_clean(repo)
+    report = ReplayReport()
+    for position, step in enumerate(plan.steps):
+        try:
+            result = execute_step(repo, step, dsid, options)
+        except (StepFailed, InputError) as exc:
+            report.failure = exc
+            report.failed_step = step
+            report.not_run = list(plan.steps[position + 1 :])
+            return report
+        report.results.append(result)
+        if on_step is not None:
+            on_step(result)
+    return report

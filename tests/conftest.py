@@ -1,0 +1,96 @@
+"""Shared fixtures: real DataLad datasets built with the real ``datalad run``.
+
+Building a dataset costs about half a second per ``datalad run``, so each kind
+is built once per session as a template and copied for every test that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import Dataset, datalad
+
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Lab Member",
+    "GIT_AUTHOR_EMAIL": "member@lab.example",
+    "GIT_COMMITTER_NAME": "Lab Member",
+    "GIT_COMMITTER_EMAIL": "member@lab.example",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _git_identity() -> Iterator[None]:
+    """Every git, git-annex and datalad process in the tests commits as one person."""
+    saved = {key: os.environ.get(key) for key in IDENTITY}
+    os.environ.update(IDENTITY)
+    os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+CLEAN = "grep -v '^#' \"$1\" | sort -n > \"$2\"\n"
+STATS = "awk '{s += $1} END {print NR, s}' \"$1\" > \"$2\"\n"
+REPORT = "printf 'rows and total: %s\\n' \"$(cat \"$1\")\" > \"$2\"\n"
+
+
+def _build_pipeline(path: Path, *, annex_everything: bool) -> Dataset:
+    """raw/data.txt -> clean -> stats -> report, each step a real ``datalad run``."""
+    if annex_everything:
+        datalad("create", str(path))
+    else:
+        datalad("create", "-c", "text2git", str(path))
+    ds = Dataset(path)
+    ds.write("raw/data.txt", "# measurements\n3\n1\n2\n")
+    ds.write("code/clean.sh", CLEAN)
+    ds.write("code/stats.sh", STATS)
+    ds.write("code/report.sh", REPORT)
+    datalad("save", "-m", "add raw data and code", cwd=path)
+    ds.run_step("clean", "raw/data.txt", "work/clean.txt", "sh code/clean.sh {inputs} {outputs}")
+    ds.run_step("stats", "work/clean.txt", "work/stats.txt", "sh code/stats.sh {inputs} {outputs}")
+    ds.run_step("report", "work/stats.txt", "report.txt", "sh code/report.sh {inputs} {outputs}")
+    return ds
+
+
+@pytest.fixture(scope="session")
+def _pipeline_template(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    return _build_pipeline(tmp_path_factory.mktemp("tpl") / "pipeline", annex_everything=False)
+
+
+@pytest.fixture(scope="session")
+def _annex_pipeline_template(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    return _build_pipeline(tmp_path_factory.mktemp("tpl") / "annexed", annex_everything=True)
+
+
+def _copy(template: Dataset, dest: Path) -> Dataset:
+    shutil.copytree(template.path, dest, symlinks=True)
+    return Dataset(dest)
+
+
+@pytest.fixture
+def pipeline(_pipeline_template: Dataset, tmp_path: Path) -> Dataset:
+    """A fresh copy of the three-step text2git pipeline."""
+    return _copy(_pipeline_template, tmp_path / "pipeline")
+
+
+@pytest.fixture
+def annexed_pipeline(_annex_pipeline_template: Dataset, tmp_path: Path) -> Dataset:
+    """A fresh copy of the three-step pipeline with every file annexed."""
+    return _copy(_annex_pipeline_template, tmp_path / "annexed")
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Dataset:
+    """An empty text2git dataset."""
+    datalad("create", "-c", "text2git", str(tmp_path / "ds"))
+    return Dataset(tmp_path / "ds")
+
+
