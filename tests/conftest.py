@@ -37,7 +37,7 @@ def _git_identity() -> Iterator[None]:
             os.environ[key] = value
 
 
-CLEAN = "grep -v '^#' \"$1\" | sort -n > \"$2\"\n"
+CLEAN = "mkdir -p \"$(dirname \"$2\")\"\ngrep -v '^#' \"$1\" | sort -n > \"$2\"\n"
 STATS = "awk '{s += $1} END {print NR, s}' \"$1\" > \"$2\"\n"
 REPORT = "printf 'rows and total: %s\\n' \"$(cat \"$1\")\" > \"$2\"\n"
 
