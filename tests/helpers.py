@@ -64,6 +64,14 @@ class Dataset:
         parsed: dict[str, Any] = json.loads(body.split("\n^^^ Do not change lines above ^^^")[0])
         return parsed
 
+    def record_commit(self, summary: str) -> str:
+        """The newest run record whose summary is exactly ``summary``."""
+        for line in self.git("log", "--format=%H %s").splitlines():
+            sha, _, subject = line.partition(" ")
+            if subject == f"[DATALAD RUNCMD] {summary}":
+                return sha
+        raise AssertionError(f"no run record {summary!r}")
+
     def subjects(self, rev_range: str) -> list[str]:
         return self.git("log", "--reverse", "--format=%s", rev_range).splitlines()
 

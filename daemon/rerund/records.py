@@ -145,7 +145,7 @@ def parse_message(message: str, commit: str) -> RunMessage | None:
 def record_from_json(value: dict[str, Any], commit: str) -> RunRecord:
     """Validate the JSON object of a record (inline or from a sidecar file)."""
     if "cmd" not in value:
-        raise RecordError(commit, "looks like a run record but has no command ('cmd')")
+        raise RecordError(commit, "has no command ('cmd')")
     cmd = value["cmd"]
     if not isinstance(cmd, str) and not (
         isinstance(cmd, list) and all(isinstance(part, str) for part in cmd)
