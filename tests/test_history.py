@@ -1,0 +1,64 @@
+"""The on-disk history index: read once, then only new commits; rebuilt after rewrites."""
+
+from __future__ import annotations
+
+from helpers import Dataset
+
+from rerund.gitrepo import GitRepo
+from rerund.history import HistoryIndex
+
+
+def _index(ds: Dataset) -> HistoryIndex:
+    return HistoryIndex.open(GitRepo(ds.path), "main")
+
+
+def test_index_reads_only_new_commits(pipeline: Dataset) -> None:
+    """A second update after two new commits reads exactly those two."""
+    index = _index(pipeline)
+    first = index.update(pipeline.head())
+    pipeline.write("a", "1\n")
+    pipeline.save("a")
+    pipeline.write("b", "1\n")
+    pipeline.save("b")
+
+    reopened = _index(pipeline)
+
+    assert first == int(pipeline.git("rev-list", "--count", "HEAD")) - 2
+    assert 2 == reopened.update(pipeline.head())
+    assert 0 == reopened.update(pipeline.head())
+    assert ["clean", "stats", "report"] == [r.summary for r in reopened.records()]
+
+
+def test_index_rebuilds_after_history_rewrite(pipeline: Dataset) -> None:
+    """When the branch is rewritten (no longer extends the indexed tip) the index starts over."""
+    index = _index(pipeline)
+    index.update(pipeline.head())
+    pipeline.git("reset", "-q", "--hard", "HEAD~1")
+    pipeline.write("x", "1\n")
+    pipeline.save("x")
+
+    read = index.update(pipeline.head())
+
+    assert int(pipeline.git("rev-list", "--count", "HEAD")) == read
+    assert ["clean", "stats"] == [r.summary for r in index.records()]
+    assert pipeline.head() == index.commit_at(index.tip_seq)
+
+
+def test_changes_since_ignores_reverted_content(pipeline: Dataset) -> None:
+    """A path changed and changed back reports no change; a real change names its commit."""
+    index = _index(pipeline)
+    index.update(pipeline.head())
+    seq = index.tip_seq
+    original = pipeline.read("raw/data.txt")
+    pipeline.write("raw/data.txt", "1\n")
+    pipeline.save("change")
+    pipeline.write("raw/data.txt", original)
+    pipeline.save("revert")
+    pipeline.write("raw/other.txt", "1\n")
+    other = pipeline.save("other")
+    index.update(pipeline.head())
+
+    changes = list(index.changes_since("raw", seq))
+
+    assert [("raw/other.txt", other)] == [(c.path, index.commit_at(c.last_seq)) for c in changes]
+    assert None is changes[0].before
