@@ -239,7 +239,7 @@ def _generate(
         remaining_noise -= 1
         pipe = rng.choice(pipes)
         # Re-running the pipeline must fit in the remaining records, and the share
-        # of superseding records must stay at REWORK_SHARE throughout the history.
+        # of superseding records must stay below REWORK_SHARE throughout the history.
         rework = stats.reruns + owed + pipe.valid
         if (
             rng.random() < raw_edit_probability

@@ -37,9 +37,9 @@ def _git_identity() -> Iterator[None]:
             os.environ[key] = value
 
 
-CLEAN = "mkdir -p \"$(dirname \"$2\")\"\ngrep -v '^#' \"$1\" | sort -n > \"$2\"\n"
-STATS = "awk '{s += $1} END {print NR, s}' \"$1\" > \"$2\"\n"
-REPORT = "printf 'rows and total: %s\\n' \"$(cat \"$1\")\" > \"$2\"\n"
+CLEAN = 'mkdir -p "$(dirname "$2")"\ngrep -v \'^#\' "$1" | sort -n > "$2"\n'
+STATS = 'awk \'{s += $1} END {print NR, s}\' "$1" > "$2"\n'
+REPORT = 'printf \'rows and total: %s\\n\' "$(cat "$1")" > "$2"\n'
 
 
 def _build_pipeline(path: Path, *, annex_everything: bool) -> Dataset:
@@ -92,5 +92,3 @@ def dataset(tmp_path: Path) -> Dataset:
     """An empty text2git dataset."""
     datalad("create", "-c", "text2git", str(tmp_path / "ds"))
     return Dataset(tmp_path / "ds")
-
-

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 
-def run(*argv: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    *argv: str, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")

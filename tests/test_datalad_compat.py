@@ -95,7 +95,14 @@ def test_7_inputs_with_spaces_are_separate_arguments(dataset: Dataset) -> None:
     dataset.write("c.txt", "2\n")
     dataset.save("inputs")
     original = _datalad_run(
-        dataset, "-i", "a b.txt", "-i", "c.txt", "-o", "n.txt", "printf '%s|' {inputs} > {outputs}; cat {inputs} >> {outputs}"
+        dataset,
+        "-i",
+        "a b.txt",
+        "-i",
+        "c.txt",
+        "-o",
+        "n.txt",
+        "printf '%s|' {inputs} > {outputs}; cat {inputs} >> {outputs}",
     )
     dataset.write("c.txt", "3\n")
     dataset.save("change c")
@@ -215,7 +222,9 @@ def test_15_identical_rerun_makes_no_commit(pipeline: Dataset) -> None:
 
 def test_19_recorded_nonzero_exit_is_success_when_it_repeats(dataset: Dataset) -> None:
     """Scenario 19: a record saved with exit 3 reruns successfully when it exits 3 again."""
-    done = run("datalad", "run", "-m", "three", "date +%N > out; exit 3", cwd=dataset.path, check=False)
+    done = run(
+        "datalad", "run", "-m", "three", "date +%N > out; exit 3", cwd=dataset.path, check=False
+    )
     assert 3 == done.returncode
     datalad("save", "-F", ".git/COMMIT_EDITMSG", cwd=dataset.path)
     original = dataset.head()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from helpers import Dataset
-
 from rerund.gitrepo import GitRepo
 from rerund.history import HistoryIndex
 

@@ -15,6 +15,12 @@ from rerund.errors import PlaceholderError
 from rerund.globbing import expand_specs
 from rerund.placeholders import command_text, expand_command, format_io_specs, shell_words
 
+# When a property fails, Hypothesis imports libcst to write a patch, and libcst
+# trips a DeprecationWarning in mypy_extensions that would mask the failure.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
+)
+
 # Errors DataLad lets escape (or turns into "impossible") for a bad template.
 DATALAD_FORMAT_ERRORS = (KeyError, IndexError, ValueError, AttributeError, TypeError)
 

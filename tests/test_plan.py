@@ -113,7 +113,17 @@ def test_independent_pipelines_keep_history_order(pipeline: Dataset) -> None:
     ds = pipeline
     ds.write("raw/other.txt", "1\n")
     ds.save("other raw")
-    datalad("run", "-m", "other", "-i", "raw/other.txt", "-o", "o.txt", "cp {inputs} {outputs}", cwd=ds.path)
+    datalad(
+        "run",
+        "-m",
+        "other",
+        "-i",
+        "raw/other.txt",
+        "-o",
+        "o.txt",
+        "cp {inputs} {outputs}",
+        cwd=ds.path,
+    )
     ds.write("raw/other.txt", "2\n")
     ds.write("raw/data.txt", "9\n")
     ds.save("fix both")

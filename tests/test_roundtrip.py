@@ -80,6 +80,8 @@ def test_since_selects_what_datalad_rerun_since_selects(pipeline: Dataset) -> No
         ours = [s["commit"] for s in ds.plan(f"--since={since}")["steps"]]
         lines = datalad("-f", "json", "rerun", "--report", f"--since={since}", cwd=ds.path)
         theirs = [
-            r["commit"] for r in map(json.loads, lines.splitlines()) if r.get("rerun_action") == "run"
+            r["commit"]
+            for r in map(json.loads, lines.splitlines())
+            if r.get("rerun_action") == "run"
         ]
         assert theirs == ours

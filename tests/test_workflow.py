@@ -50,7 +50,7 @@ def test_rerun_regenerates_all_outputs_and_leaves_nothing_stale(pipeline: Datase
 
 def test_code_change_makes_only_that_step_and_downstream_stale(pipeline: Dataset) -> None:
     """Editing the stats script (an implicit input) makes stats and report stale, not clean."""
-    pipeline.write("code/stats.sh", "awk '{s += $1} END {print NR, s, s/NR}' \"$1\" > \"$2\"\n")
+    pipeline.write("code/stats.sh", 'awk \'{s += $1} END {print NR, s, s/NR}\' "$1" > "$2"\n')
     change = pipeline.save("report the mean too")
 
     plan = pipeline.plan()
@@ -66,7 +66,7 @@ def test_code_change_makes_only_that_step_and_downstream_stale(pipeline: Dataset
 
 def test_implicit_inputs_can_be_switched_off(pipeline: Dataset) -> None:
     """With implicit inputs off (flag or git config), a script change makes nothing stale."""
-    pipeline.write("code/stats.sh", "awk '{s += $1} END {print NR, s, s/NR}' \"$1\" > \"$2\"\n")
+    pipeline.write("code/stats.sh", 'awk \'{s += $1} END {print NR, s, s/NR}\' "$1" > "$2"\n')
     pipeline.save("report the mean too")
 
     assert [] == pipeline.plan("--no-implicit-inputs")["steps"]

@@ -13,9 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rerund.errors import RerundError, RevisionError
+from rerund.execute import ExecOptions
 from rerund.gitrepo import GitRepo
 from rerund.history import HistoryIndex, dataset_id, read_range
-from rerund.plan import Plan, PlanOptions, since_plan, stale_plan
+from rerund.plan import DriftPolicy, Plan, PlanOptions, since_plan, stale_plan
+from rerund.replay import replay
+from rerund.script import render_script
 
 EXIT_FAILED = 1
 
@@ -55,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _repo_options(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("-C", dest="repo", type=Path, default=Path("."), help="dataset (default: .)")
+    sub.add_argument("-C", dest="repo", type=Path, default=Path(), help="dataset (default: .)")
     sub.add_argument("--since", metavar="REV", help="select what `datalad rerun --since` would")
     sub.add_argument(
         "--no-implicit-inputs",
@@ -82,10 +85,6 @@ def _plan_command(args: argparse.Namespace) -> int:
 
 
 def _rerun_command(args: argparse.Namespace) -> int:
-    from rerund.execute import ExecOptions
-    from rerund.replay import replay
-    from rerund.script import render_script
-
     repo = GitRepo.discover(args.repo)
     if args.commits and args.since is not None:
         raise RevisionError("give either --since or COMMITs, not both")
@@ -173,9 +172,10 @@ def _plan_options(repo: GitRepo, args: argparse.Namespace) -> PlanOptions:
         configured = repo.config_get("rerund.implicit-inputs")
         implicit = (configured or "true").lower() not in ("false", "no", "off", "0")
     drift = args.drift or repo.config_get("rerund.drift") or "rerun"
-    if drift not in ("rerun", "report"):
+    policies: dict[str, DriftPolicy] = {"rerun": "rerun", "report": "report"}
+    if drift not in policies:
         raise RerundError(f"git config rerund.drift must be 'rerun' or 'report', not {drift!r}")
-    return PlanOptions(implicit_inputs=implicit, drift=drift)
+    return PlanOptions(implicit_inputs=implicit, drift=policies[drift])
 
 
 def _invocation(args: argparse.Namespace, head: str) -> str:

@@ -71,7 +71,7 @@ class InputError(RerundError):
     """A declared input does not exist or its content cannot be obtained."""
 
 
-class StepFailed(RerundError):
+class StepFailedError(RerundError):
     """A rerun command exited with an unexpected code or ran out of time."""
 
     def __init__(self, commit: str, message: str, log_path: str | None = None) -> None:

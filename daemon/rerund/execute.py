@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rerund.errors import GitError, InputError, RecordError, StepFailed
-from rerund.globbing import expand_specs, spec_matcher
+from rerund.errors import GitError, InputError, RecordError, StepFailedError
 from rerund.gitrepo import GitRepo
+from rerund.globbing import expand_specs, spec_matcher
 from rerund.placeholders import expand_command, format_io_specs, shell_words
 from rerund.plan import Step
 from rerund.records import SIDECAR_DIR, RunRecord, encode_sidecar, format_message, sidecar_id
@@ -53,7 +53,7 @@ def execute_step(repo: GitRepo, step: Step, dsid: str | None, options: ExecOptio
     """Rerun ``step`` on the current HEAD of ``repo``'s work tree.
 
     Raises :class:`InputError` before anything runs when inputs are missing,
-    and :class:`StepFailed` (leaving the tree as the command left it) when the
+    and :class:`StepFailedError` (leaving the tree as the command left it) when the
     command fails or times out.
     """
     started = time.monotonic()
@@ -63,14 +63,14 @@ def execute_step(repo: GitRepo, step: Step, dsid: str | None, options: ExecOptio
     prepared = _prepare(repo, step)
     exit_code = _run_command(prepared, step, log_path, options.timeout_s)
     if exit_code not in (0, step.record.exit):
-        raise StepFailed(
+        raise StepFailedError(
             step.commit,
             f"step {step.commit[:8]} exited with {exit_code} (recorded: {step.record.exit});"
             f" nothing was committed, see {log_path}",
             str(log_path),
         )
     if repo.text("rev-parse", "HEAD") != head_before:
-        raise StepFailed(
+        raise StepFailedError(
             step.commit,
             f"step {step.commit[:8]} made commits of its own; rerund does not rerun such"
             " commands (DataLad records them as run-merges)",
@@ -100,7 +100,9 @@ def _prepare(repo: GitRepo, step: Step) -> _Prepared:
     extra = expand_specs(format_io_specs(record.extra_inputs, io_mapping), exec_dir)
     missing = inputs.misses + extra.misses
     if missing:
-        raise InputError(f"step {step.commit[:8]}: input did not match an existing file: {missing[0]}")
+        raise InputError(
+            f"step {step.commit[:8]}: input did not match an existing file: {missing[0]}"
+        )
     _get_content(repo, exec_dir, [*inputs.fetch_paths, *extra.fetch_paths], step)
     outputs = expand_specs(format_io_specs(record.outputs, io_mapping), exec_dir)
     command = expand_command(
@@ -116,7 +118,11 @@ def _prepare(repo: GitRepo, step: Step) -> _Prepared:
 
 
 def _io_lists(record: RunRecord) -> dict[str, list[str]]:
-    lists = {"inputs": record.inputs, "outputs": record.outputs, "extra_inputs": record.extra_inputs}
+    lists = {
+        "inputs": record.inputs,
+        "outputs": record.outputs,
+        "extra_inputs": record.extra_inputs,
+    }
     return {name: value for name, value in lists.items() if value}
 
 
@@ -160,9 +166,7 @@ def _clear_outputs(
         candidates.extend(_tracked_files_under(root, path))
     candidates.extend(_automatic_outputs(repo, step.commit))
     read_specs = [spec_matcher(spec, record.pwd) for spec in [*record.inputs, *record.extra_inputs]]
-    named = {
-        posixpath.normpath(posixpath.join(rel_exec, word)) for word in shell_words(command)
-    }
+    named = {posixpath.normpath(posixpath.join(rel_exec, word)) for word in shell_words(command)}
     unlock: list[str] = []
     for path in dict.fromkeys(candidates):
         if path in (".", "") or path.startswith(".git/") or path.startswith(".datalad/"):
@@ -184,8 +188,17 @@ def _clear_outputs(
 def _automatic_outputs(repo: GitRepo, commit: str) -> list[str]:
     """Files the original commit added or modified (against its first parent)."""
     out = repo.run(
-        "diff-tree", "--root", "-r", "-z", "--no-commit-id", "--no-renames",
-        "--diff-filter=AM", "--name-only", "-m", "--first-parent", commit,
+        "diff-tree",
+        "--root",
+        "-r",
+        "-z",
+        "--no-commit-id",
+        "--no-renames",
+        "--diff-filter=AM",
+        "--name-only",
+        "-m",
+        "--first-parent",
+        commit,
     )
     return [path for path in out.decode("utf-8").split("\0") if path]
 
@@ -203,7 +216,7 @@ def _tracked_files_under(root: Path, path: str) -> list[str]:
 
 def _is_annexed(path: Path) -> bool:
     if path.is_symlink():
-        return "/annex/objects/" in os.readlink(path)
+        return "/annex/objects/" in str(path.readlink())
     if path.stat().st_size > 1024:
         return False
     with path.open("rb") as handle:
@@ -228,7 +241,7 @@ def _run_command(prepared: _Prepared, step: Step, log_path: Path, timeout_s: flo
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             log.write(f"\nrerund: killed after {timeout_s} s\n".encode())
-            raise StepFailed(
+            raise StepFailedError(
                 step.commit,
                 f"step {step.commit[:8]} ran longer than {timeout_s} s and was stopped;"
                 f" nothing was committed, see {log_path}",
@@ -239,7 +252,7 @@ def _run_command(prepared: _Prepared, step: Step, log_path: Path, timeout_s: flo
 def _save(repo: GitRepo, summary: str, record: RunRecord) -> str | None:
     """Commit every change as DataLad's ``save`` would; ``None`` when nothing changed."""
     if repo.is_annex:
-        # Honours annex.largefiles: large files are annexed (and locked again), small ones go to git.
+        # Honours annex.largefiles: large files are annexed (locked again), small ones to git.
         repo.annex("add", "--quiet", "--", ".")
     repo.run("add", "--all", "--", ".")
     if not repo.run("diff", "--cached", "--name-only", "-z"):
@@ -247,7 +260,13 @@ def _save(repo: GitRepo, summary: str, record: RunRecord) -> str | None:
     sidecar = (repo.config_get("datalad.run.record-sidecar") or "").lower() in _TRUE
     if sidecar:
         _write_sidecar(repo, record)
-    repo.run("commit", "--quiet", "-F", "-", stdin=format_message(summary, record, sidecar=sidecar).encode())
+    repo.run(
+        "commit",
+        "--quiet",
+        "-F",
+        "-",
+        stdin=format_message(summary, record, sidecar=sidecar).encode(),
+    )
     return repo.text("rev-parse", "HEAD")
 
 

@@ -171,12 +171,14 @@ class SpecMatcher:
     spec: str
     literal_prefix: str
     is_glob: bool
-    _parts: tuple[_Part, ...]
-    _dir_only: bool  # the spec ends in "/" (or "/." ...): glob only returns directories
-    _nothing: bool  # empty spec, or one pointing outside the dataset
+    _parts: tuple[_Part, ...] = field(repr=False)
+    # The spec ends in "/" (or "/." ...): glob only returns directories.
+    _dir_only: bool = field(repr=False)
+    # An empty spec, or one pointing outside the dataset.
+    _nothing: bool = field(repr=False)
     # glob drops the match of zero names for patterns starting with "**", so
     # "**" does not return the working directory itself (but "./**" does).
-    _skipped_end: int | None
+    _skipped_end: int | None = field(repr=False)
 
     def covers(self, path: str, *, is_dir: bool = False) -> bool:
         """Whether ``path`` (from a git tree, no "./") matches, or lies below a match.
@@ -221,7 +223,7 @@ class SpecMatcher:
                         end += 1
                         following.add((end, final))
                 elif start < len(names) and _part_matches(part, names[start]):
-                    following.add((start + 1, True))
+                    following.add((start + 1, final or part.regex is None))
             states = following
         return {(end, flag) for end, flag in states if end != self._skipped_end}
 

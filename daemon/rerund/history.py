@@ -20,6 +20,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,17 @@ CREATE TABLE IF NOT EXISTS records (
     changed TEXT NOT NULL
 );
 """
+
+# Paths changed after :seq, each with its newest change and its content at :seq.
+_CHANGES = (
+    "SELECT c.path, MAX(c.seq),"
+    " (SELECT b.content FROM changes b WHERE b.path = c.path AND b.seq <= :seq"
+    "  ORDER BY b.seq DESC LIMIT 1)"
+    " FROM changes c WHERE c.seq > :seq"
+)
+# "/" sorts just before "0": (prefix/, prefix0) holds exactly what lies beneath.
+_CHANGES_UNDER = _CHANGES + " AND (c.path = :p OR (c.path > :lo AND c.path < :hi)) GROUP BY c.path"
+_CHANGES_ANYWHERE = _CHANGES + " GROUP BY c.path"
 
 
 @dataclass(frozen=True)
@@ -205,16 +217,15 @@ class HistoryIndex:
         summary = ""
         if message is not None:
             summary = message.summary
+            record = message.record
             try:
                 if message.sidecar_id is not None:
                     sidecar = f"{self._record_dir()}/{message.sidecar_id}"
-                    record = self._read_sidecar(commit.sha, sidecar)
-                else:
-                    assert message.record is not None
-                    record = message.record
-                record_json = json.dumps(dict(record.fields), ensure_ascii=False)
+                    record = read_sidecar(self.repo, commit.sha, sidecar)
             except RecordError as exc:
                 error = str(exc)
+            if record is not None and error is None:
+                record_json = json.dumps(dict(record.fields), ensure_ascii=False)
         self._db.execute(
             "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -231,9 +242,6 @@ class HistoryIndex:
 
     def _record_dir(self) -> str:
         return (self.repo.config_get("datalad.run.record-directory") or SIDECAR_DIR).strip("/")
-
-    def _read_sidecar(self, commit: str, path: str) -> RunRecord:
-        return read_sidecar(self.repo, commit, path)
 
     def _annex_content_ids(self, commits: Sequence[_ParsedCommit]) -> dict[str, str]:
         """Map annex symlink blobs to the id their unlocked pointer file would have."""
@@ -289,15 +297,8 @@ class HistoryIndex:
         ``prefix`` is a path or a directory ("" for everything). A change that
         was later reverted is no change: the contents before and now are equal.
         """
-        # "/" sorts just before "0": (prefix/, prefix0) holds exactly what lies beneath.
-        where = "(c.path = :p OR (c.path > :lo AND c.path < :hi))" if prefix else "1"
-        rows = self._db.execute(
-            "SELECT c.path, MAX(c.seq),"
-            " (SELECT b.content FROM changes b WHERE b.path = c.path AND b.seq <= :seq"
-            "  ORDER BY b.seq DESC LIMIT 1)"
-            f" FROM changes c WHERE {where} AND c.seq > :seq GROUP BY c.path",  # noqa: S608
-            {"p": prefix, "lo": prefix + "/", "hi": prefix + "0", "seq": seq},
-        )
+        params = {"p": prefix, "lo": prefix + "/", "hi": prefix + "0", "seq": seq}
+        rows = self._db.execute(_CHANGES_UNDER if prefix else _CHANGES_ANYWHERE, params)
         for path, last_seq, before in rows:
             now = self._db.execute(
                 "SELECT content FROM changes WHERE path = ? AND seq = ?", (path, last_seq)
@@ -395,18 +396,16 @@ def _record_from_row(row: tuple[object, ...]) -> IndexedRecord:
     )
 
 
-class _transaction:
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """``BEGIN``/``COMMIT`` around a block, ``ROLLBACK`` when it raises."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
-
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 @dataclass(frozen=True)

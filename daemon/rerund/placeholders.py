@@ -15,8 +15,8 @@ from typing import Any
 
 from rerund.errors import PlaceholderError
 
-COMMAND = "command"
-IO_SPEC = "input/output specification"
+_COMMAND = "command"
+_IO_SPEC = "input/output specification"
 
 # The container types DataLad's formatter renders element-wise.
 _SEQUENCES = (list, tuple, set, frozenset)
@@ -73,7 +73,7 @@ def expand_command(
         inputs=_quoted(inputs),
         outputs=_quoted(outputs),
     )
-    return _format(_Formatter(COMMAND, join_sequences=True), text, values)
+    return _format(_Formatter(_COMMAND, join_sequences=True), text, values)
 
 
 def format_io_specs(specs: Sequence[str], mapping: Mapping[str, str | Sequence[str]]) -> list[str]:
@@ -92,7 +92,7 @@ def format_io_specs(specs: Sequence[str], mapping: Mapping[str, str | Sequence[s
             whole = mapping.get(spec[1:-1])
             if isinstance(whole, list):
                 return list(whole)
-    formatter = _Formatter(IO_SPEC, join_sequences=False)
+    formatter = _Formatter(_IO_SPEC, join_sequences=False)
     return [_format(formatter, spec, mapping) for spec in specs]
 
 

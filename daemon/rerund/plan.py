@@ -141,8 +141,8 @@ def stale_plan(index: HistoryIndex, options: PlanOptions | None = None) -> Plan:
 
 def _usable_records(
     records: Iterable[IndexedRecord], dsid: str | None
-) -> tuple[list[IndexedRecord], list[Notice]]:
-    usable: list[IndexedRecord] = []
+) -> tuple[list[tuple[IndexedRecord, RunRecord]], list[Notice]]:
+    usable: list[tuple[IndexedRecord, RunRecord]] = []
     notices: list[Notice] = []
     for rec in records:
         if rec.error is not None or rec.record is None:
@@ -152,7 +152,7 @@ def _usable_records(
         elif rec.record.dsid is not None and dsid is not None and rec.record.dsid != dsid:
             notices.append(Notice(rec.commit, "was run from a different dataset; not ours to run"))
         else:
-            usable.append(rec)
+            usable.append((rec, rec.record))
     return usable, notices
 
 
@@ -166,17 +166,18 @@ def _effective_outputs(rec: IndexedRecord, record: RunRecord) -> tuple[set[str],
     return paths, matchers
 
 
-def _current_records(records: Sequence[IndexedRecord]) -> dict[int, _Candidate]:
+def _current_records(
+    records: Sequence[tuple[IndexedRecord, RunRecord]],
+) -> dict[int, _Candidate]:
     """Records that are the newest writer of at least one of their outputs."""
     claimed: set[str] = set()
     claimed_specs: list[SpecMatcher] = []
     current: dict[int, _Candidate] = {}
-    for rec in reversed(records):
-        assert rec.record is not None
-        paths, matchers = _effective_outputs(rec, rec.record)
+    for rec, record in reversed(records):
+        paths, matchers = _effective_outputs(rec, record)
         owned = sorted(p for p in paths if p not in claimed and not _covered(p, claimed_specs))
         if owned:
-            current[rec.seq] = _Candidate(rec, rec.record, owned=owned)
+            current[rec.seq] = _Candidate(rec, record, owned=owned)
         claimed.update(paths)
         claimed_specs.extend(matchers)
     return current
@@ -332,7 +333,9 @@ def since_plan(head: str, commits: Sequence[RangeCommit], dsid: str | None) -> P
         if item.record is None:
             continue
         if len(item.parents) == 0 or len(item.parents) > 2:
-            notices.append(Notice(item.commit, "has run information but is a root or octopus commit"))
+            notices.append(
+                Notice(item.commit, "has run information but is a root or octopus commit")
+            )
         elif item.record.dsid is not None and dsid is not None and item.record.dsid != dsid:
             notices.append(Notice(item.commit, "was run from a different dataset; not ours to run"))
         else:

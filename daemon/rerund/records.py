@@ -184,8 +184,12 @@ def format_message(summary: str, record: RunRecord, *, sidecar: bool = False) ->
 
 def encode_sidecar(record: RunRecord) -> bytes:
     """Sidecar file content: an xz stream holding one compact JSON line."""
-    line = json.dumps(dict(record.fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return lzma.compress((line + "\n").encode("utf-8"), format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64)
+    line = json.dumps(
+        dict(record.fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return lzma.compress(
+        (line + "\n").encode("utf-8"), format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64
+    )
 
 
 def decode_sidecar(data: bytes, commit: str) -> RunRecord:
@@ -193,7 +197,9 @@ def decode_sidecar(data: bytes, commit: str) -> RunRecord:
     try:
         text = lzma.decompress(data).decode("utf-8")
     except (lzma.LZMAError, UnicodeDecodeError) as exc:
-        raise RecordError(commit, f"has a sidecar file that is not an xz JSON stream ({exc})") from exc
+        raise RecordError(
+            commit, f"has a sidecar file that is not an xz JSON stream ({exc})"
+        ) from exc
     first = text.lstrip().split("\n", 1)[0]
     try:
         value = json.loads(first)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rerund.errors import DirtyTreeError, InputError, StepFailed
+from rerund.errors import DirtyTreeError, InputError, StepFailedError
 from rerund.execute import ExecOptions, StepResult, execute_step
 from rerund.gitrepo import GitRepo
 from rerund.plan import Plan, Step
@@ -16,7 +16,7 @@ class ReplayReport:
     """What happened to each step of a plan."""
 
     results: list[StepResult] = field(default_factory=list)
-    failure: StepFailed | InputError | None = None
+    failure: StepFailedError | InputError | None = None
     failed_step: Step | None = None
     not_run: list[Step] = field(default_factory=list)
 
@@ -53,7 +53,7 @@ def replay(
     for position, step in enumerate(plan.steps):
         try:
             result = execute_step(repo, step, dsid, options)
-        except (StepFailed, InputError) as exc:
+        except (StepFailedError, InputError) as exc:
             report.failure = exc
             report.failed_step = step
             report.not_run = list(plan.steps[position + 1 :])

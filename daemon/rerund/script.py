@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rerund.errors import PlaceholderError
 from rerund.execute import substitutions
-from rerund.globbing import expand_specs
 from rerund.gitrepo import GitRepo
+from rerund.globbing import expand_specs
 from rerund.placeholders import expand_command
 from rerund.plan import Plan
 
