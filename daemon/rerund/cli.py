@@ -15,7 +15,7 @@ from pathlib import Path
 from rerund.errors import RerundError, RevisionError
 from rerund.execute import ExecOptions
 from rerund.gitrepo import GitRepo
-from rerund.history import HistoryIndex, dataset_id, read_range
+from rerund.history import HistoryIndex, dataset_id, read_run_records
 from rerund.plan import DriftPolicy, Plan, PlanOptions, since_plan, stale_plan
 from rerund.replay import replay
 from rerund.script import render_script
@@ -132,7 +132,7 @@ def _make_plan(repo: GitRepo, args: argparse.Namespace) -> tuple[Plan, str | Non
                 raise RevisionError(f"--since {args.since!r} names no commit")
             revisions = [f"{since}..{head}"]
         dsid = dataset_id(repo, head)
-        return since_plan(head, read_range(repo, revisions), dsid), dsid
+        return since_plan(head, read_run_records(repo, revisions), dsid), dsid
     branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip()
     index = HistoryIndex.open(repo, branch or "HEAD")
     try:
@@ -155,10 +155,10 @@ def _named_plan(repo: GitRepo, commits: Sequence[str]) -> tuple[Plan, str | None
     dsid = dataset_id(repo, head)
     selected = []
     for sha in shas:
-        found = read_range(repo, ["-1", sha])[0]
-        if found.record is None:
+        found = read_run_records(repo, ["--no-walk", sha])
+        if not found:
             raise RevisionError(f"{sha[:8]} is not a run record")
-        selected.append(found)
+        selected.append(found[0])
     plan = since_plan(head, selected, dsid)
     if plan.notices:
         raise RevisionError(f"{plan.notices[0].commit[:8]} {plan.notices[0].message}")

@@ -20,9 +20,10 @@ from typing import Literal
 from rerund.errors import GitError, InputError, RecordError, StepFailedError
 from rerund.gitrepo import GitRepo
 from rerund.globbing import expand_specs, spec_matcher
+from rerund.history import sidecar_directory
 from rerund.placeholders import expand_command, format_io_specs, shell_words
 from rerund.plan import Step
-from rerund.records import SIDECAR_DIR, RunRecord, encode_sidecar, format_message, sidecar_id
+from rerund.records import RunRecord, encode_sidecar, format_message, sidecar_id
 
 Outcome = Literal["committed", "identical"]
 
@@ -126,12 +127,13 @@ def _io_lists(record: RunRecord) -> dict[str, list[str]]:
     return {name: value for name, value in lists.items() if value}
 
 
-def substitutions(repo: GitRepo) -> dict[str, str | list[str]]:
+def substitutions(repo: GitRepo) -> dict[str, str | tuple[str, ...]]:
     """Custom placeholders from ``datalad.run.substitutions.*`` (current config, as DataLad)."""
     prefix = "datalad.run.substitutions."
-    found: dict[str, str | list[str]] = {}
+    found: dict[str, str | tuple[str, ...]] = {}
     for key, values in repo.config_values(r"^datalad\.run\.substitutions\.").items():
-        found[key[len(prefix) :]] = values[0] if len(values) == 1 else values
+        # Several values are a tuple, as in DataLad: joined in commands, not spliced into specs.
+        found[key[len(prefix) :]] = values[0] if len(values) == 1 else tuple(values)
     return found
 
 
@@ -274,7 +276,7 @@ _TRUE = {"yes", "on", "true", "1", "enable"}
 
 
 def _write_sidecar(repo: GitRepo, record: RunRecord) -> None:
-    directory = (repo.config_get("datalad.run.record-directory") or SIDECAR_DIR).strip("/")
+    directory = sidecar_directory(repo)
     path = repo.path / directory / sidecar_id(record)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

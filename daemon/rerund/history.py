@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from rerund.errors import GitError, RecordError, RevisionError
@@ -220,7 +221,7 @@ class HistoryIndex:
             record = message.record
             try:
                 if message.sidecar_id is not None:
-                    sidecar = f"{self._record_dir()}/{message.sidecar_id}"
+                    sidecar = f"{self._record_dir}/{message.sidecar_id}"
                     record = read_sidecar(self.repo, commit.sha, sidecar)
             except RecordError as exc:
                 error = str(exc)
@@ -240,8 +241,9 @@ class HistoryIndex:
             ),
         )
 
+    @cached_property
     def _record_dir(self) -> str:
-        return (self.repo.config_get("datalad.run.record-directory") or SIDECAR_DIR).strip("/")
+        return sidecar_directory(self.repo)
 
     def _annex_content_ids(self, commits: Sequence[_ParsedCommit]) -> dict[str, str]:
         """Map annex symlink blobs to the id their unlocked pointer file would have."""
@@ -330,6 +332,11 @@ def dataset_id(repo: GitRepo, commit: str) -> str | None:
     return out.decode().strip() or None
 
 
+def sidecar_directory(repo: GitRepo) -> str:
+    """Where sidecar records live (DataLad reads the current config, not the commit's)."""
+    return (repo.config_get("datalad.run.record-directory") or SIDECAR_DIR).strip("/")
+
+
 def read_sidecar(repo: GitRepo, commit: str, path: str) -> RunRecord:
     """The record stored in the sidecar file ``path`` of ``commit``'s tree.
 
@@ -414,17 +421,25 @@ class RangeCommit:
 
     commit: str
     parents: tuple[str, ...]
-    summary: str | None
-    record: RunRecord | None
+    summary: str
+    record: RunRecord
 
 
-def read_range(repo: GitRepo, revisions: Sequence[str]) -> list[RangeCommit]:
-    """Every commit of a range, oldest first in topological order, as DataLad lists it.
+def read_run_records(repo: GitRepo, revisions: Sequence[str]) -> list[RangeCommit]:
+    """The run records of a range, oldest first in topological order, as DataLad lists them.
 
-    Malformed records raise :class:`RecordError` before anything runs, as in DataLad.
+    git filters the messages (``--grep``) so only record commits cross the pipe;
+    filtering does not change the relative topological order. Malformed records
+    raise :class:`RecordError` before anything runs, as in DataLad.
     """
     raw = repo.run(
-        "log", "--reverse", "--topo-order", "--format=%x1e%H %P%x1f%B%x1f", *revisions, "--"
+        "log",
+        "--reverse",
+        "--topo-order",
+        "--grep=^\\[DATALAD RUNCMD\\] ",
+        "--format=%x1e%H %P%x1f%B%x1f",
+        *revisions,
+        "--",
     )
     record_dir: str | None = None
     found: list[RangeCommit] = []
@@ -432,14 +447,12 @@ def read_range(repo: GitRepo, revisions: Sequence[str]) -> list[RangeCommit]:
         header, _, rest = chunk.partition(b"\x1f")
         shas = header.decode().split()
         message = parse_message(rest[: rest.rindex(b"\x1f")].decode("utf-8", "replace"), shas[0])
-        if message is None:
-            found.append(RangeCommit(shas[0], tuple(shas[1:]), None, None))
+        if message is None:  # the tag stood on a later line of the message
             continue
-        record = message.record
-        if message.sidecar_id is not None:
-            if record_dir is None:
-                configured = repo.config_get("datalad.run.record-directory")
-                record_dir = (configured or SIDECAR_DIR).strip("/")
+        if message.record is not None:
+            record = message.record
+        else:
+            record_dir = record_dir or sidecar_directory(repo)
             record = read_sidecar(repo, shas[0], f"{record_dir}/{message.sidecar_id}")
         found.append(RangeCommit(shas[0], tuple(shas[1:]), message.summary, record))
     return found

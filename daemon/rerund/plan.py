@@ -324,14 +324,12 @@ def _step(cand: _Candidate, candidates: dict[int, _Candidate]) -> Step:
 def since_plan(head: str, commits: Sequence[RangeCommit], dsid: str | None) -> Plan:
     """Exactly the records ``datalad rerun --since`` would execute, in its order.
 
-    Commits without a record are never executed by a rerun onto the tip, so
-    they leave no step (DataLad lists and then skips them).
+    ``commits`` are the run records of the range; commits without a record are
+    never executed by a rerun onto the tip (DataLad lists and then skips them).
     """
     steps: list[Step] = []
     notices: list[Notice] = []
     for item in commits:
-        if item.record is None:
-            continue
         if len(item.parents) == 0 or len(item.parents) > 2:
             notices.append(
                 Notice(item.commit, "has run information but is a root or octopus commit")
@@ -340,5 +338,5 @@ def since_plan(head: str, commits: Sequence[RangeCommit], dsid: str | None) -> P
             notices.append(Notice(item.commit, "was run from a different dataset; not ours to run"))
         else:
             reason = Reason("since")
-            steps.append(Step(item.commit, item.summary or "", item.record, (reason,)))
+            steps.append(Step(item.commit, item.summary, item.record, (reason,)))
     return Plan(head, tuple(steps), tuple(notices))
