@@ -12,11 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rerund.dsconfig import DatasetConfig, DriftPolicy
 from rerund.errors import RerundError, RevisionError
-from rerund.execute import ExecOptions
+from rerund.execute import ExecOptions, StepContext
 from rerund.gitrepo import GitRepo
 from rerund.history import HistoryIndex, dataset_id, read_run_records
-from rerund.plan import DriftPolicy, Plan, PlanOptions, since_plan, stale_plan
+from rerund.plan import Plan, PlanOptions, since_plan, stale_plan
 from rerund.replay import replay
 from rerund.script import render_script
 
@@ -76,7 +77,7 @@ def _repo_options(sub: argparse.ArgumentParser) -> None:
 
 def _plan_command(args: argparse.Namespace) -> int:
     repo = GitRepo.discover(args.repo)
-    plan, _ = _make_plan(repo, args)
+    plan, _ = _make_plan(repo, DatasetConfig.read(repo), args)
     if args.json:
         print(json.dumps(plan.to_json(), ensure_ascii=False))
     else:
@@ -88,9 +89,13 @@ def _rerun_command(args: argparse.Namespace) -> int:
     repo = GitRepo.discover(args.repo)
     if args.commits and args.since is not None:
         raise RevisionError("give either --since or COMMITs, not both")
-    plan, dsid = _named_plan(repo, args.commits) if args.commits else _make_plan(repo, args)
+    config = DatasetConfig.read(repo)
+    if args.commits:
+        plan, dsid = _named_plan(repo, args.commits)
+    else:
+        plan, dsid = _make_plan(repo, config, args)
     if args.script is not None:
-        text = render_script(repo, plan, _invocation(args, plan.head), dsid)
+        text = render_script(repo, plan, _invocation(args, plan.head), dsid, config)
         if args.script == "-":
             sys.stdout.write(text)
         else:
@@ -104,7 +109,7 @@ def _rerun_command(args: argparse.Namespace) -> int:
     report = replay(
         repo,
         plan,
-        dsid,
+        StepContext(dsid, config),
         ExecOptions(log_dir=log_dir, timeout_s=args.timeout),
         on_step=lambda r: print(
             f"{r.step.commit[:8]}  {r.outcome:<10}  "
@@ -120,7 +125,9 @@ def _rerun_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_plan(repo: GitRepo, args: argparse.Namespace) -> tuple[Plan, str | None]:
+def _make_plan(
+    repo: GitRepo, config: DatasetConfig, args: argparse.Namespace
+) -> tuple[Plan, str | None]:
     head = repo.resolve("HEAD")
     if head is None:
         raise RevisionError(f"{repo.path} has no commits yet: nothing is recorded")
@@ -137,7 +144,7 @@ def _make_plan(repo: GitRepo, args: argparse.Namespace) -> tuple[Plan, str | Non
     index = HistoryIndex.open(repo, branch or "HEAD")
     try:
         index.update(head)
-        options = _plan_options(repo, args)
+        options = _plan_options(config, args)
         return stale_plan(index, options), index.dataset_id
     finally:
         index.close()
@@ -165,17 +172,11 @@ def _named_plan(repo: GitRepo, commits: Sequence[str]) -> tuple[Plan, str | None
     return plan, dsid
 
 
-def _plan_options(repo: GitRepo, args: argparse.Namespace) -> PlanOptions:
+def _plan_options(config: DatasetConfig, args: argparse.Namespace) -> PlanOptions:
     """Command-line flags first, then the repository's ``rerund.*`` git config."""
-    implicit = args.implicit_inputs
-    if implicit is None:
-        configured = repo.config_get("rerund.implicit-inputs")
-        implicit = (configured or "true").lower() not in ("false", "no", "off", "0")
-    drift = args.drift or repo.config_get("rerund.drift") or "rerun"
-    policies: dict[str, DriftPolicy] = {"rerun": "rerun", "report": "report"}
-    if drift not in policies:
-        raise RerundError(f"git config rerund.drift must be 'rerun' or 'report', not {drift!r}")
-    return PlanOptions(implicit_inputs=implicit, drift=policies[drift])
+    implicit = config.implicit_inputs if args.implicit_inputs is None else args.implicit_inputs
+    drift: DriftPolicy = args.drift or config.drift
+    return PlanOptions(implicit_inputs=implicit, drift=drift)
 
 
 def _invocation(args: argparse.Namespace, head: str) -> str:

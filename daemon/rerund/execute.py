@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rerund.dsconfig import DatasetConfig
 from rerund.errors import GitError, InputError, RecordError, StepFailedError
 from rerund.gitrepo import GitRepo
-from rerund.globbing import expand_specs, spec_matcher
-from rerund.history import sidecar_directory
+from rerund.globbing import SpecMatcher, expand_specs, spec_matcher
 from rerund.placeholders import expand_command, format_io_specs, shell_words
 from rerund.plan import Step
 from rerund.records import RunRecord, encode_sidecar, format_message, sidecar_id
@@ -35,10 +35,20 @@ class ExecOptions:
 
 
 @dataclass(frozen=True)
+class StepContext:
+    """What every step of one rerun shares: the dataset's id and configuration."""
+
+    dsid: str | None
+    config: DatasetConfig
+
+
+@dataclass(frozen=True)
 class StepResult:
     step: Step
     outcome: Outcome
     new_commit: str | None
+    head: str
+    """HEAD after the step: the new commit, or the unchanged HEAD."""
     exit_code: int
     duration_s: float
     log_path: Path
@@ -48,20 +58,23 @@ class StepResult:
 class _Prepared:
     command: str
     exec_dir: Path
+    relock: list[str]
+    """Annexed outputs that were unlocked or removed and must be annexed again."""
 
 
-def execute_step(repo: GitRepo, step: Step, dsid: str | None, options: ExecOptions) -> StepResult:
-    """Rerun ``step`` on the current HEAD of ``repo``'s work tree.
+def execute_step(
+    repo: GitRepo, step: Step, head: str, context: StepContext, options: ExecOptions
+) -> StepResult:
+    """Rerun ``step`` on ``head``, the current HEAD of ``repo``'s clean work tree.
 
     Raises :class:`InputError` before anything runs when inputs are missing,
-    and :class:`StepFailedError` (leaving the tree as the command left it) when the
-    command fails or times out.
+    and :class:`StepFailedError` (leaving the tree as the command left it) when
+    the command fails or times out.
     """
     started = time.monotonic()
     options.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = options.log_dir / f"{step.commit[:12]}.log"
-    head_before = repo.text("rev-parse", "HEAD")
-    prepared = _prepare(repo, step)
+    prepared = _prepare(repo, step, context.config)
     exit_code = _run_command(prepared, step, log_path, options.timeout_s)
     if exit_code not in (0, step.record.exit):
         raise StepFailedError(
@@ -70,33 +83,33 @@ def execute_step(repo: GitRepo, step: Step, dsid: str | None, options: ExecOptio
             f" nothing was committed, see {log_path}",
             str(log_path),
         )
-    if repo.text("rev-parse", "HEAD") != head_before:
+    if repo.text("rev-parse", "HEAD") != head:
         raise StepFailedError(
             step.commit,
             f"step {step.commit[:8]} made commits of its own; rerund does not rerun such"
             " commands (DataLad records them as run-merges)",
             str(log_path),
         )
-    new_record = step.record.rerun_of(step.commit, dsid=dsid, exit_code=exit_code)
-    new_commit = _save(repo, step.summary, new_record)
+    new_record = step.record.rerun_of(step.commit, dsid=context.dsid, exit_code=exit_code)
+    new_commit = _save(repo, step.summary, new_record, prepared.relock, context.config)
     return StepResult(
         step=step,
         outcome="committed" if new_commit else "identical",
         new_commit=new_commit,
+        head=new_commit or head,
         exit_code=exit_code,
         duration_s=time.monotonic() - started,
         log_path=log_path,
     )
 
 
-def _prepare(repo: GitRepo, step: Step) -> _Prepared:
+def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
     record = step.record
     root = repo.path.resolve()
     exec_dir = (root / record.pwd).resolve()
     if exec_dir != root and root not in exec_dir.parents:
         raise RecordError(step.commit, f"runs in {record.pwd!r}, outside the dataset")
-    subs = substitutions(repo)
-    io_mapping = {**subs, **_io_lists(record)}
+    io_mapping = {**config.substitutions, **_io_lists(record)}
     inputs = expand_specs(format_io_specs(record.inputs, io_mapping), exec_dir)
     extra = expand_specs(format_io_specs(record.extra_inputs, io_mapping), exec_dir)
     missing = inputs.misses + extra.misses
@@ -104,7 +117,8 @@ def _prepare(repo: GitRepo, step: Step) -> _Prepared:
         raise InputError(
             f"step {step.commit[:8]}: input did not match an existing file: {missing[0]}"
         )
-    _get_content(repo, exec_dir, [*inputs.fetch_paths, *extra.fetch_paths], step)
+    if config.is_annex:
+        _get_content(exec_dir, [*inputs.fetch_paths, *extra.fetch_paths], step)
     outputs = expand_specs(format_io_specs(record.outputs, io_mapping), exec_dir)
     command = expand_command(
         record.cmd,
@@ -112,10 +126,10 @@ def _prepare(repo: GitRepo, step: Step) -> _Prepared:
         outputs=outputs.command_paths,
         pwd=str(exec_dir),
         dspath=str(root),
-        substitutions=subs,
+        substitutions=config.substitutions,
     )
-    _clear_outputs(repo, step, exec_dir, outputs.hits, command)
-    return _Prepared(command, exec_dir)
+    relock = _clear_outputs(repo, step, exec_dir, outputs.hits, command)
+    return _Prepared(command, exec_dir, relock)
 
 
 def _io_lists(record: RunRecord) -> dict[str, list[str]]:
@@ -127,49 +141,64 @@ def _io_lists(record: RunRecord) -> dict[str, list[str]]:
     return {name: value for name, value in lists.items() if value}
 
 
-def substitutions(repo: GitRepo) -> dict[str, str | tuple[str, ...]]:
-    """Custom placeholders from ``datalad.run.substitutions.*`` (current config, as DataLad)."""
-    prefix = "datalad.run.substitutions."
-    found: dict[str, str | tuple[str, ...]] = {}
-    for key, values in repo.config_values(r"^datalad\.run\.substitutions\.").items():
-        # Several values are a tuple, as in DataLad: joined in commands, not spliced into specs.
-        found[key[len(prefix) :]] = values[0] if len(values) == 1 else tuple(values)
-    return found
-
-
-def _get_content(repo: GitRepo, exec_dir: Path, paths: list[str], step: Step) -> None:
-    """Fetch annexed inputs; plain git files are already there."""
-    if not paths or not repo.is_annex:
+def _get_content(exec_dir: Path, paths: list[str], step: Step) -> None:
+    """Fetch annexed inputs whose content is absent; everything else is already here."""
+    absent = [path for path in paths if _lacks_content(exec_dir / path)]
+    if not absent:
         return
-    runner = GitRepo(exec_dir)
     try:
-        runner.annex("get", "--quiet", "--", *paths)
+        GitRepo(exec_dir).annex("get", "--quiet", "--", *absent)
     except GitError as exc:
         raise InputError(
             f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
         ) from exc
 
 
+def _lacks_content(path: Path) -> bool:
+    """An annexed file (or one inside a directory) without its content here."""
+    if path.is_dir() and not path.is_symlink():
+        return any(
+            _lacks_content(Path(dirpath, name))
+            for dirpath, dirnames, names in os.walk(path)
+            if not _skip_dir(dirnames)
+            for name in names
+        )
+    return _is_annexed(path) and not path.exists()
+
+
+def _skip_dir(dirnames: list[str]) -> bool:
+    if ".git" in dirnames:
+        dirnames.remove(".git")
+    return False
+
+
 def _clear_outputs(
     repo: GitRepo, step: Step, exec_dir: Path, declared_hits: list[str], command: str
-) -> None:
+) -> list[str]:
     """Unlock annexed outputs and remove plain ones, so no stale content survives.
 
     Outputs are the declared ones plus what the original commit added or
     modified. A file the command also reads (a declared input, or a path its
-    command names) is kept in place, as ``echo x$(cat f) > f`` needs it.
+    command names) is kept in place, as ``echo x$(cat f) > f`` needs it. The
+    dataset root as an output only unlocks: removing everything is never meant.
+    Returns the annexed outputs, which must be annexed again when saved.
     """
     root = repo.path.resolve()
     record = step.record
     rel_exec = exec_dir.relative_to(root).as_posix()
     candidates: list[str] = []
+    keep: set[str] = set()
     for hit in declared_hits:
         path = posixpath.normpath(posixpath.join(rel_exec, hit))
-        candidates.extend(_tracked_files_under(root, path))
+        files = _tracked_files_under(root, path)
+        candidates.extend(files)
+        if path == ".":
+            keep.update(files)
     candidates.extend(_automatic_outputs(repo, step.commit))
     read_specs = [spec_matcher(spec, record.pwd) for spec in [*record.inputs, *record.extra_inputs]]
     named = {posixpath.normpath(posixpath.join(rel_exec, word)) for word in shell_words(command)}
     unlock: list[str] = []
+    annexed: list[str] = []
     for path in dict.fromkeys(candidates):
         if path in (".", "") or path.startswith(".git/") or path.startswith(".datalad/"):
             continue
@@ -177,14 +206,20 @@ def _clear_outputs(
         if not target.is_symlink() and not target.is_file():
             continue
         if _is_annexed(target):
+            annexed.append(path)
             if target.exists():  # content present: unlock so the command writes a copy
                 unlock.append(path)
             else:
                 target.unlink()
-        elif path not in named and not any(m.covers(path) for m in read_specs):
+        elif path not in keep and path not in named and not _covered(path, read_specs):
             target.unlink()
     if unlock:
         repo.annex("unlock", "--quiet", "--", *unlock)
+    return annexed
+
+
+def _covered(path: str, specs: list[SpecMatcher]) -> bool:
+    return any(spec.covers(path) for spec in specs)
 
 
 def _automatic_outputs(repo: GitRepo, commit: str) -> list[str]:
@@ -210,7 +245,8 @@ def _tracked_files_under(root: Path, path: str) -> list[str]:
     if target.is_dir() and not target.is_symlink():
         return [
             Path(dirpath, name).relative_to(root).as_posix()
-            for dirpath, _, names in os.walk(target)
+            for dirpath, dirnames, names in os.walk(target)
+            if not _skip_dir(dirnames)
             for name in names
         ]
     return [path]
@@ -251,36 +287,54 @@ def _run_command(prepared: _Prepared, step: Step, log_path: Path, timeout_s: flo
             ) from None
 
 
-def _save(repo: GitRepo, summary: str, record: RunRecord) -> str | None:
+def _save(
+    repo: GitRepo, summary: str, record: RunRecord, relock: list[str], config: DatasetConfig
+) -> str | None:
     """Commit every change as DataLad's ``save`` would; ``None`` when nothing changed."""
-    if repo.is_annex:
-        # Honours annex.largefiles: large files are annexed (locked again), small ones to git.
-        repo.annex("add", "--quiet", "--", ".")
-    repo.run("add", "--all", "--", ".")
-    if not repo.run("diff", "--cached", "--name-only", "-z"):
+    changed = _changed_paths(repo)
+    if not changed:
         return None
-    sidecar = (repo.config_get("datalad.run.record-sidecar") or "").lower() in _TRUE
-    if sidecar:
-        _write_sidecar(repo, record)
-    repo.run(
-        "commit",
-        "--quiet",
-        "-F",
-        "-",
-        stdin=format_message(summary, record, sidecar=sidecar).encode(),
-    )
+    if config.is_annex:
+        # New files and formerly annexed ones go through git-annex, which honours
+        # annex.largefiles (large: annexed and locked again; small: into git).
+        to_annex = [path for path in [*changed.untracked, *relock] if path in changed.all]
+        if to_annex:
+            repo.annex("add", "--quiet", "--", *to_annex)
+    repo.run("add", "--all", "--", ".")
+    if repo.succeeds("diff", "--cached", "--quiet"):
+        return None  # e.g. unlocked outputs rewritten identically and locked again
+    if config.record_sidecar:
+        _write_sidecar(repo, record, config)
+    message = format_message(summary, record, sidecar=config.record_sidecar)
+    repo.run("commit", "--quiet", "-F", "-", stdin=message.encode())
     return repo.text("rev-parse", "HEAD")
 
 
-_TRUE = {"yes", "on", "true", "1", "enable"}
+@dataclass(frozen=True)
+class _Changes:
+    all: set[str]
+    untracked: list[str]
 
 
-def _write_sidecar(repo: GitRepo, record: RunRecord) -> None:
-    directory = sidecar_directory(repo)
-    path = repo.path / directory / sidecar_id(record)
-    if not path.exists():
+def _changed_paths(repo: GitRepo) -> _Changes | None:
+    out = repo.run("status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+    paths: set[str] = set()
+    untracked: list[str] = []
+    for entry in out.decode("utf-8").split("\0"):
+        if not entry:
+            continue
+        path = entry[3:]
+        paths.add(path)
+        if entry.startswith("??"):
+            untracked.append(path)
+    return _Changes(paths, untracked) if paths else None
+
+
+def _write_sidecar(repo: GitRepo, record: RunRecord, config: DatasetConfig) -> None:
+    path = repo.path / config.record_dir / sidecar_id(record)
+    if not path.exists():  # identical records share one file, as in DataLad
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode_sidecar(record))
-        if repo.is_annex:
+        if config.is_annex:
             repo.annex("add", "--quiet", "--", str(path.relative_to(repo.path)))
         repo.run("add", "--", str(path.relative_to(repo.path)))

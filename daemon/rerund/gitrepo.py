@@ -91,6 +91,13 @@ class GitRepo:
             raise GitError(argv, done.returncode, done.stderr.decode("utf-8", "replace"))
         return done.stdout
 
+    def succeeds(self, *args: str) -> bool:
+        """Whether ``git ARGS`` exits 0 (for the commands that answer by exit code)."""
+        done = subprocess.run(
+            ["git", *args], cwd=self.path, capture_output=True, check=False, env=self._env
+        )
+        return done.returncode == 0
+
     def text(self, *args: str) -> str:
         """Run ``git ARGS`` and return its output as text without the last newline."""
         return self.run(*args).decode("utf-8").rstrip("\n")

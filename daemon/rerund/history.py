@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from rerund.dsconfig import DatasetConfig
 from rerund.errors import GitError, RecordError, RevisionError
 from rerund.gitrepo import NULL_SHA, GitRepo
-from rerund.records import SIDECAR_DIR, RunRecord, decode_sidecar, parse_message, record_from_json
+from rerund.records import RunRecord, decode_sidecar, parse_message, record_from_json
 
 SCHEMA_VERSION = "3"
 _SYMLINK_MODE = b"120000"
@@ -243,7 +244,8 @@ class HistoryIndex:
 
     @cached_property
     def _record_dir(self) -> str:
-        return sidecar_directory(self.repo)
+        # DataLad looks sidecars up by the current config, not the commit's.
+        return DatasetConfig.read(self.repo).record_dir
 
     def _annex_content_ids(self, commits: Sequence[_ParsedCommit]) -> dict[str, str]:
         """Map annex symlink blobs to the id their unlocked pointer file would have."""
@@ -330,11 +332,6 @@ def dataset_id(repo: GitRepo, commit: str) -> str | None:
         "config", "--blob", f"{commit}:.datalad/config", "--get", "datalad.dataset.id", check=False
     )
     return out.decode().strip() or None
-
-
-def sidecar_directory(repo: GitRepo) -> str:
-    """Where sidecar records live (DataLad reads the current config, not the commit's)."""
-    return (repo.config_get("datalad.run.record-directory") or SIDECAR_DIR).strip("/")
 
 
 def read_sidecar(repo: GitRepo, commit: str, path: str) -> RunRecord:
@@ -452,7 +449,7 @@ def read_run_records(repo: GitRepo, revisions: Sequence[str]) -> list[RangeCommi
         if message.record is not None:
             record = message.record
         else:
-            record_dir = record_dir or sidecar_directory(repo)
+            record_dir = record_dir or DatasetConfig.read(repo).record_dir
             record = read_sidecar(repo, shas[0], f"{record_dir}/{message.sidecar_id}")
         found.append(RangeCommit(shas[0], tuple(shas[1:]), message.summary, record))
     return found

@@ -14,12 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rerund.dsconfig import DriftPolicy
 from rerund.globbing import SpecMatcher, spec_matcher
 from rerund.history import HistoryIndex, IndexedRecord, PathChange, RangeCommit
 from rerund.placeholders import command_text, shell_words
 from rerund.records import RunRecord
 
-DriftPolicy = Literal["rerun", "report"]
 ReasonKind = Literal["input", "implicit-input", "drift", "upstream", "requested", "since"]
 
 

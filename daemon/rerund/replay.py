@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rerund.errors import DirtyTreeError, InputError, StepFailedError
-from rerund.execute import ExecOptions, StepResult, execute_step
+from rerund.errors import DirtyTreeError, RerundError
+from rerund.execute import ExecOptions, StepContext, StepResult, execute_step
 from rerund.gitrepo import GitRepo
 from rerund.plan import Plan, Step
 
@@ -16,7 +16,7 @@ class ReplayReport:
     """What happened to each step of a plan."""
 
     results: list[StepResult] = field(default_factory=list)
-    failure: StepFailedError | InputError | None = None
+    failure: RerundError | None = None
     failed_step: Step | None = None
     not_run: list[Step] = field(default_factory=list)
 
@@ -39,7 +39,7 @@ def require_clean(repo: GitRepo) -> None:
 def replay(
     repo: GitRepo,
     plan: Plan,
-    dsid: str | None,
+    context: StepContext,
     options: ExecOptions,
     on_step: Callable[[StepResult], None] | None = None,
 ) -> ReplayReport:
@@ -50,14 +50,16 @@ def replay(
     """
     require_clean(repo)
     report = ReplayReport()
+    head = repo.text("rev-parse", "HEAD")
     for position, step in enumerate(plan.steps):
         try:
-            result = execute_step(repo, step, dsid, options)
-        except (StepFailedError, InputError) as exc:
+            result = execute_step(repo, step, head, context, options)
+        except RerundError as exc:
             report.failure = exc
             report.failed_step = step
             report.not_run = list(plan.steps[position + 1 :])
             return report
+        head = result.head
         report.results.append(result)
         if on_step is not None:
             on_step(result)

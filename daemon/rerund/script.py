@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rerund.dsconfig import DatasetConfig
 from rerund.errors import PlaceholderError
-from rerund.execute import substitutions
 from rerund.gitrepo import GitRepo
 from rerund.globbing import expand_specs
 from rerund.placeholders import expand_command
 from rerund.plan import Plan
 
 
-def render_script(repo: GitRepo, plan: Plan, invocation: str, dsid: str | None) -> str:
+def render_script(
+    repo: GitRepo, plan: Plan, invocation: str, dsid: str | None, config: DatasetConfig
+) -> str:
     """The script text: a header naming how it was made, then one block per step."""
     where = f"dataset {dsid} at {repo.path}" if dsid else str(repo.path)
     lines = [
@@ -24,7 +26,6 @@ def render_script(repo: GitRepo, plan: Plan, invocation: str, dsid: str | None) 
         "#",
         f"# in {where}",
     ]
-    subs = substitutions(repo)
     for step in plan.steps:
         record = step.record
         exec_dir = Path(repo.path, record.pwd)
@@ -36,7 +37,7 @@ def render_script(repo: GitRepo, plan: Plan, invocation: str, dsid: str | None) 
                 outputs=expand_specs(record.outputs, exec_dir).command_paths,
                 pwd=str(exec_dir),
                 dspath=str(repo.path),
-                substitutions=subs,
+                substitutions=config.substitutions,
                 extra=extra,
                 make_tmpdir=_no_tmpdir,
             )
