@@ -108,36 +108,10 @@ class GitRepo:
         return out.decode().strip() or None
 
     @cached_property
-    def git_dir(self) -> Path:
-        return Path(self.text("rev-parse", "--absolute-git-dir"))
-
-    @cached_property
     def common_dir(self) -> Path:
         """The repository's shared git directory (the same for all its work trees)."""
         common = Path(self.text("rev-parse", "--git-common-dir"))
         return common if common.is_absolute() else (self.path / common).resolve()
-
-    @cached_property
-    def is_annex(self) -> bool:
-        """Whether git-annex is initialised here."""
-        out = self.run("config", "--get", "annex.version", check=False)
-        return bool(out.strip())
-
-    def config_values(self, pattern: str) -> dict[str, list[str]]:
-        """Every git config value whose key matches the regex ``pattern``, in order."""
-        out = self.run("config", "-z", "--get-regexp", pattern, check=False)
-        values: dict[str, list[str]] = {}
-        for entry in out.decode("utf-8").split("\0"):
-            if not entry:
-                continue
-            key, _, value = entry.partition("\n")
-            values.setdefault(key, []).append(value)
-        return values
-
-    def config_get(self, key: str) -> str | None:
-        """The last value of a git config key, as git resolves it."""
-        out = self.run("config", "--get", key, check=False).decode("utf-8")
-        return out.rstrip("\n") if out else None
 
     def read_objects(self, names: Iterable[str]) -> dict[str, ObjectInfo | None]:
         """Read many objects (``<rev>:<path>`` names or shas) with one git process."""
