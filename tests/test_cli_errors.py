@@ -1,0 +1,122 @@
+"""Bad input gets one clear line, a non-zero exit, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import Dataset, datalad, rerund, run
+
+
+def _unchanged(ds: Dataset, head: str) -> None:
+    assert (head, "") == (ds.head(), ds.status())
+
+
+def test_not_a_repository(tmp_path: Path) -> None:
+    """Pointing rerund at a plain directory is one clear error."""
+    done = rerund("plan", "-C", str(tmp_path), cwd=tmp_path, check=False)
+    assert (1, f"rerund: error: {tmp_path} is not inside a git repository\n") == (
+        done.returncode,
+        done.stderr,
+    )
+
+
+def test_unknown_revisions_are_refused(pipeline: Dataset) -> None:
+    """--since or COMMIT naming nothing, or a non-record commit, are refused up front."""
+    head = pipeline.head()
+    cases = [
+        (("plan", "--since", "nope"), "--since 'nope' names no commit"),
+        (("rerun", "nope"), "'nope' names no commit"),
+        (("rerun", "HEAD~3"), "is not a run record"),
+        (("rerun", "--since=", "HEAD"), "give either --since or COMMITs, not both"),
+    ]
+    for args, message in cases:
+        done = rerund(*args, cwd=pipeline.path, check=False)
+        assert 1 == done.returncode, args
+        assert message in done.stderr
+        assert 1 == len(done.stderr.splitlines())
+    _unchanged(pipeline, head)
+
+
+def test_hanging_command_is_stopped_and_nothing_committed(dataset: Dataset) -> None:
+    """A step over its time limit is killed; nothing is committed, the log says why."""
+    dataset.write("in.txt", "1\n")
+    dataset.save("in")
+    datalad("run", "-i", "in.txt", "-o", "out.txt", "cat in.txt > out.txt", cwd=dataset.path)
+    record = dataset.record()
+    record["cmd"] = "echo started; sleep 30; cat in.txt > out.txt"
+    body = json.dumps(record, indent=1, sort_keys=True)
+    dataset.git(
+        "commit", "-q", "--allow-empty", "-m",
+        f"[DATALAD RUNCMD] slow\n\n=== Do not change lines below ===\n{body}\n"
+        "^^^ Do not change lines above ^^^",
+    )  # fmt: skip
+    slow = dataset.head()
+
+    done = rerund("rerun", "--timeout", "1", slow, cwd=dataset.path, check=False)
+
+    assert 1 == done.returncode
+    assert f"step {slow[:8]} ran longer than 1.0 s and was stopped" in done.stderr
+    assert slow == dataset.head()
+    log = dataset.path / ".git" / "rerund" / "logs" / f"{slow[:12]}.log"
+    assert "started\n" in log.read_text() and "killed after 1.0 s" in log.read_text()
+
+
+def test_failure_keeps_partial_work_and_runs_nothing_downstream(pipeline: Dataset) -> None:
+    """A failing step commits nothing, leaves its partial output, and later steps do not run."""
+    pipeline.write("code/stats.sh", 'echo partial > "$2"; echo broken >&2; exit 4\n')
+    change = pipeline.save("break stats")
+
+    done = rerund("rerun", cwd=pipeline.path, check=False)
+
+    stats = pipeline.record_commit("stats")
+    assert 1 == done.returncode
+    assert f"step {stats[:8]} exited with 4 (recorded: 0)" in done.stderr
+    assert f"not run: {pipeline.record_commit('report')[:8]}" in done.stderr
+    assert change == pipeline.head()
+    assert "partial\n" == pipeline.read("work/stats.txt")
+    log = pipeline.path / ".git" / "rerund" / "logs" / f"{stats[:12]}.log"
+    assert "broken" in log.read_text()
+
+
+def test_record_running_outside_the_dataset_is_refused(dataset: Dataset) -> None:
+    """A record whose pwd leaves the dataset is never executed."""
+    record = {"cmd": "touch escaped", "pwd": "../..", "exit": 0, "inputs": [], "outputs": []}
+    dataset.git(
+        "commit", "-q", "--allow-empty", "-m",
+        "[DATALAD RUNCMD] escape\n\n=== Do not change lines below ===\n"
+        f"{json.dumps(record)}\n^^^ Do not change lines above ^^^",
+    )  # fmt: skip
+    head = dataset.head()
+
+    done = rerund("rerun", "HEAD", cwd=dataset.path, check=False)
+
+    assert 1 == done.returncode and "outside the dataset" in done.stderr
+    assert not (dataset.path.parent.parent / "escaped").exists()
+    _unchanged(dataset, head)
+
+
+def test_dry_run_shows_the_plan_and_runs_nothing(pipeline: Dataset) -> None:
+    """--dry-run prints what would run and changes nothing."""
+    pipeline.write("raw/data.txt", "1\n")
+    head = pipeline.save("fix")
+
+    done = rerund("rerun", "--dry-run", cwd=pipeline.path)
+
+    assert done.stdout.startswith("3 step(s) would rerun at ")
+    _unchanged(pipeline, head)
+
+
+def test_annexed_sidecar_is_fetched_in_a_fresh_clone(dataset: Dataset, tmp_path: Path) -> None:
+    """A clone lacks the annexed sidecar's content; rerund fetches it to read the record."""
+    datalad("run", "--sidecar", "yes", "-m", "side", "date +%N > s.txt", cwd=dataset.path)
+    clone = tmp_path / "clone"
+    datalad("clone", str(dataset.path), str(clone))
+    runinfo = next((clone / ".datalad" / "runinfo").iterdir())
+    assert not runinfo.exists()  # a dangling annex symlink: content not here
+
+    plan = json.loads(rerund("plan", "--json", "--since=", cwd=clone).stdout)
+
+    assert ["side"] == [step["summary"] for step in plan["steps"]]
+    assert runinfo.exists()
+    assert "" == run("git", "status", "--porcelain", cwd=clone).stdout
