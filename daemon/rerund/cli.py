@@ -20,6 +20,7 @@ from rerund.history import HistoryIndex, dataset_id, read_run_records
 from rerund.plan import Plan, PlanOptions, since_plan, stale_plan
 from rerund.replay import replay
 from rerund.script import render_script
+from rerund.staleness import StalenessTracker
 
 EXIT_FAILED = 1
 
@@ -143,9 +144,9 @@ def _make_plan(
     branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip()
     index = HistoryIndex.open(repo, branch or "HEAD")
     try:
-        index.update(head)
-        options = _plan_options(config, args)
-        return stale_plan(index, options), index.dataset_id
+        tracker = StalenessTracker(index)
+        tracker.update(head)
+        return stale_plan(tracker, _plan_options(config, args)), index.dataset_id
     finally:
         index.close()
 

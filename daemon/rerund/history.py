@@ -19,20 +19,23 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 from rerund.dsconfig import DatasetConfig
 from rerund.errors import GitError, RecordError, RevisionError
 from rerund.gitrepo import NULL_SHA, GitRepo
 from rerund.records import RunRecord, decode_sidecar, parse_message, record_from_json
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 _SYMLINK_MODE = b"120000"
 _ANNEX_TARGET = re.compile(rb"annex/objects/(?:[^/]+/)*([^/]+)$")
+
+_RECORD_COLUMNS = "seq, sha, parents, summary, record, error, sidecar, changed"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,6 +80,25 @@ class IndexedRecord:
 
 
 @dataclass(frozen=True)
+class IndexedCommit:
+    """A commit as it enters the index: what it changed and its record, if any."""
+
+    seq: int
+    commit: str
+    changes: tuple[tuple[str, str | None], ...]
+    """(path, content id) for every path changed; ``None`` for a deletion."""
+    record: IndexedRecord | None
+
+
+class IndexListener(Protocol):
+    """Something that keeps derived tables in step with the index, in its transactions."""
+
+    def reset(self) -> None: ...
+
+    def commit_added(self, commit: IndexedCommit) -> None: ...
+
+
+@dataclass(frozen=True)
 class PathChange:
     """A path whose content differs between two points of the chain."""
 
@@ -108,6 +130,7 @@ class HistoryIndex:
         self.repo = repo
         self.branch = branch
         self._db = db
+        self.listener: IndexListener | None = None
 
     @classmethod
     def open(cls, repo: GitRepo, branch: str, *, persist: bool = True) -> HistoryIndex:
@@ -136,6 +159,11 @@ class HistoryIndex:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The index's SQLite connection, for companion tables kept in the same file."""
+        return self._db
 
     # -- keeping up with the branch -------------------------------------------------
 
@@ -188,25 +216,32 @@ class HistoryIndex:
         dsid = self._dataset_id(tip)
         seq = self.tip_seq
         with _transaction(self._db):
+            if dsid is not None:
+                self._set_meta("dsid", dsid)
             for commit in commits:
                 seq += 1
                 self._db.execute("INSERT INTO commits VALUES (?, ?)", (seq, commit.sha))
                 changed: list[str] = []
-                rows = []
+                changes: list[tuple[str, str | None]] = []
                 for mode, oid, path in commit.entries:
-                    if oid == NULL_SHA:
-                        rows.append((path, seq, ""))
-                        continue
-                    rows.append((path, seq, content_ids.get(oid, oid)))
-                    if mode != b"160000":
+                    content = None if oid == NULL_SHA else content_ids.get(oid, oid)
+                    changes.append((path, content))
+                    if content is not None and mode != b"160000":
                         changed.append(path)
-                self._db.executemany("INSERT OR REPLACE INTO changes VALUES (?, ?, ?)", rows)
-                self._index_record(seq, commit, changed)
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO changes VALUES (?, ?, ?)",
+                    [(path, seq, content or "") for path, content in changes],
+                )
+                record = self._index_record(seq, commit, changed)
+                if self.listener is not None:
+                    self.listener.commit_added(
+                        IndexedCommit(seq, commit.sha, tuple(changes), record)
+                    )
             self._set_meta("tip", tip)
-            if dsid is not None:
-                self._set_meta("dsid", dsid)
 
-    def _index_record(self, seq: int, commit: _ParsedCommit, changed: list[str]) -> None:
+    def _index_record(
+        self, seq: int, commit: _ParsedCommit, changed: list[str]
+    ) -> IndexedRecord | None:
         record_json: str | None = None
         error: str | None = None
         sidecar: str | None = None
@@ -215,8 +250,9 @@ class HistoryIndex:
         except RecordError as exc:
             message, error = None, str(exc)
         if message is None and error is None:
-            return
+            return None
         summary = ""
+        record: RunRecord | None = None
         if message is not None:
             summary = message.summary
             record = message.record
@@ -228,6 +264,16 @@ class HistoryIndex:
                 error = str(exc)
             if record is not None and error is None:
                 record_json = json.dumps(dict(record.fields), ensure_ascii=False)
+        indexed = IndexedRecord(
+            seq=seq,
+            commit=commit.sha,
+            parents=commit.parents,
+            summary=summary,
+            record=record if error is None else None,
+            error=error,
+            sidecar=sidecar,
+            changed=tuple(changed),
+        )
         self._db.execute(
             "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -241,6 +287,7 @@ class HistoryIndex:
                 json.dumps(changed, ensure_ascii=False),
             ),
         )
+        return indexed
 
     @cached_property
     def _record_dir(self) -> str:
@@ -268,11 +315,26 @@ class HistoryIndex:
     def dataset_id(self) -> str | None:
         return self._meta("dsid")
 
+    def records_at(self, seqs: Sequence[int]) -> dict[int, IndexedRecord]:
+        """Many run records by ``seq``, a few hundred per query."""
+        rows = self._select_in("SELECT " + _RECORD_COLUMNS + " FROM records", seqs)
+        return {int(str(row[0])): _record_from_row(row) for row in rows}
+
+    def commits_at(self, seqs: Iterable[int]) -> dict[int, str]:
+        """Many commit shas by ``seq``, a few hundred per query."""
+        rows = self._select_in("SELECT seq, sha FROM commits", sorted(set(seqs)))
+        return {int(str(seq)): str(sha) for seq, sha in rows}
+
+    def _select_in(self, select: str, seqs: Sequence[int]) -> Iterator[tuple[object, ...]]:
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            yield from self._db.execute(f"{select} WHERE seq IN ({marks})", chunk)
+
     def records(self, since_seq: int = -1) -> list[IndexedRecord]:
         """Run records on the chain after ``since_seq``, oldest first."""
         rows = self._db.execute(
-            "SELECT seq, sha, parents, summary, record, error, sidecar, changed"
-            " FROM records WHERE seq > ? ORDER BY seq",
+            "SELECT " + _RECORD_COLUMNS + " FROM records WHERE seq > ? ORDER BY seq",
             (since_seq,),
         )
         return [_record_from_row(row) for row in rows]
@@ -319,11 +381,17 @@ class HistoryIndex:
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def reset(self) -> None:
+        """Forget everything; the next update reads the whole chain again."""
+        self._reset()
+
     def _reset(self) -> None:
         with _transaction(self._db):
             for table in ("meta", "commits", "changes", "records"):
-                self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+                self._db.execute(f"DELETE FROM {table}")
             self._set_meta("schema", SCHEMA_VERSION)
+            if self.listener is not None:
+                self.listener.reset()
 
 
 def dataset_id(repo: GitRepo, commit: str) -> str | None:

@@ -1,24 +1,23 @@
 """Decide which run records are stale and in which order to rerun them (SPEC §2).
 
-Pure logic over a :class:`~rerund.history.HistoryIndex`: no process is started
-here beyond the index's own SQLite lookups, and no file content is hashed —
-git object ids (annex keys for annexed files) say whether an input changed.
+The stale plan reads the directly stale records off a
+:class:`~rerund.staleness.StalenessTracker`, adds everything downstream of them
+and orders the lot; the ``--since`` plan mirrors ``datalad rerun --since``.
+No process is started here and no file content is hashed.
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
-import posixpath
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from rerund.dsconfig import DriftPolicy
-from rerund.globbing import SpecMatcher, spec_matcher
-from rerund.history import HistoryIndex, IndexedRecord, PathChange, RangeCommit
-from rerund.placeholders import command_text, shell_words
+from rerund.history import RangeCommit
+from rerund.placeholders import command_text
 from rerund.records import RunRecord
+from rerund.staleness import StalenessTracker
 
 ReasonKind = Literal["input", "implicit-input", "drift", "upstream", "requested", "since"]
 
@@ -106,219 +105,99 @@ class PlanOptions:
     drift: DriftPolicy = "rerun"
 
 
-@dataclass
-class _Candidate:
-    """A current record while its staleness is being worked out."""
-
-    indexed: IndexedRecord
-    record: RunRecord
-    owned: list[str] = field(default_factory=list)
-    inputs: list[SpecMatcher] = field(default_factory=list)
-    implicit: list[str] = field(default_factory=list)
-    reasons: list[Reason] = field(default_factory=list)
-    upstream: set[int] = field(default_factory=set)
-    drifted: bool = False
-
-
-def stale_plan(index: HistoryIndex, options: PlanOptions | None = None) -> Plan:
-    """The stale records of the indexed branch tip, in dependency order."""
+def stale_plan(tracker: StalenessTracker, options: PlanOptions | None = None) -> Plan:
+    """The stale records at the tracked tip, in dependency order."""
     options = options or PlanOptions()
-    head = index.tip or ""
-    usable, notices = _usable_records(index.records(), index.dataset_id)
-    candidates = _current_records(usable)
-    owners = _owner_table(candidates)
-    for cand in candidates.values():
-        cand.inputs = _input_matchers(cand.record)
-        if options.implicit_inputs:
-            cand.implicit = _implicit_inputs(index, cand)
-        _find_changed_inputs(index, cand)
-        _find_drift(index, cand, options.drift, notices)
-        cand.upstream = _upstream_of(cand, owners)
-    stale = _propagate(candidates)
-    steps = _ordered_steps(candidates, stale)
-    return Plan(head, tuple(steps), tuple(notices))
+    index = tracker.index
+    diffs = [
+        diff for diff in tracker.diffs() if options.implicit_inputs or diff.kind != "implicit-input"
+    ]
+    direct = {diff.seq for diff in diffs if diff.kind != "drift" or options.drift == "rerun"}
+    upstream = _propagate(tracker, set(direct), options)
+    stale = direct | set(upstream)
+    notes = tracker.notices()
+    shas = index.commits_at(
+        [*stale, *(d.changed_seq for d in diffs), *(d.seq for d in diffs), *(s for s, _ in notes)]
+    )
+    notices = [Notice(shas[seq], message) for seq, message in notes]
+    reasons: dict[int, list[Reason]] = {}
+    for diff in diffs:
+        reason = Reason(diff.kind, diff.path, shas[diff.changed_seq])
+        if diff.seq in direct:
+            reasons.setdefault(diff.seq, []).append(reason)
+        else:  # a drift the repository only wants reported
+            notices.append(Notice(shas[diff.seq], reason.describe()))
+    for child, parents in upstream.items():
+        reasons.setdefault(child, []).extend(
+            Reason("upstream", commit=shas[parent]) for parent in sorted(parents)
+        )
+    drifted = {diff.seq for diff in diffs if diff.kind == "drift"}
+    order = _topological(stale, upstream)
+    records = index.records_at(order)
+    steps = [
+        Step(
+            commit=records[seq].commit,
+            summary=records[seq].summary,
+            record=record,
+            reasons=tuple(dict.fromkeys(reasons[seq])),
+            after=tuple(shas[s] for s in sorted(upstream.get(seq, ()))),
+            drifted=seq in drifted,
+        )
+        for seq in order
+        if (record := records[seq].record) is not None  # the tracker lists only usable ones
+    ]
+    return Plan(index.tip or "", tuple(steps), tuple(notices))
 
 
-def _usable_records(
-    records: Iterable[IndexedRecord], dsid: str | None
-) -> tuple[list[tuple[IndexedRecord, RunRecord]], list[Notice]]:
-    usable: list[tuple[IndexedRecord, RunRecord]] = []
-    notices: list[Notice] = []
-    for rec in records:
-        if rec.error is not None or rec.record is None:
-            notices.append(Notice(rec.commit, rec.error or "unreadable run record"))
-        elif len(rec.parents) > 2:
-            notices.append(Notice(rec.commit, "has run information but is an octopus merge"))
-        elif rec.record.dsid is not None and dsid is not None and rec.record.dsid != dsid:
-            notices.append(Notice(rec.commit, "was run from a different dataset; not ours to run"))
-        else:
-            usable.append((rec, rec.record))
-    return usable, notices
-
-
-def _effective_outputs(rec: IndexedRecord, record: RunRecord) -> tuple[set[str], list[SpecMatcher]]:
-    """Concrete output paths, and the declared output specs (which may be globs)."""
-    matchers = [spec_matcher(spec, record.pwd) for spec in record.outputs]
-    paths = set(rec.changed)
-    paths.update(m.literal_prefix for m in matchers if not m.is_glob and m.literal_prefix)
-    if rec.sidecar:
-        paths.discard(rec.sidecar)
-    return paths, matchers
-
-
-def _current_records(
-    records: Sequence[tuple[IndexedRecord, RunRecord]],
-) -> dict[int, _Candidate]:
-    """Records that are the newest writer of at least one of their outputs."""
-    claimed: set[str] = set()
-    claimed_specs: list[SpecMatcher] = []
-    current: dict[int, _Candidate] = {}
-    for rec, record in reversed(records):
-        paths, matchers = _effective_outputs(rec, record)
-        owned = sorted(p for p in paths if p not in claimed and not _covered(p, claimed_specs))
-        if owned:
-            current[rec.seq] = _Candidate(rec, record, owned=owned)
-        claimed.update(paths)
-        claimed_specs.extend(matchers)
-    return current
-
-
-def _covered(path: str, specs: Sequence[SpecMatcher]) -> bool:
-    return any(spec.covers(path) for spec in specs)
-
-
-def _owner_table(candidates: dict[int, _Candidate]) -> tuple[list[str], list[int]]:
-    """Owned paths sorted, each with the ``seq`` of its current record."""
-    pairs = sorted((p, seq) for seq, cand in candidates.items() for p in cand.owned)
-    return [p for p, _ in pairs], [seq for _, seq in pairs]
-
-
-def _input_matchers(record: RunRecord) -> list[SpecMatcher]:
-    return [spec_matcher(spec, record.pwd) for spec in [*record.inputs, *record.extra_inputs]]
-
-
-def _implicit_inputs(index: HistoryIndex, cand: _Candidate) -> list[str]:
-    """Files tracked at the record's commit that its command names (e.g. a script)."""
-    record = cand.record
-    declared = cand.inputs
-    found: list[str] = []
-    for word in shell_words(command_text(record.cmd)):
-        if "{" in word or word.startswith("-") or "\0" in word:
-            continue
-        path = posixpath.normpath(posixpath.join(record.pwd, word.removeprefix("./")))
-        if path.startswith("../") or path in ("..", ".") or path in cand.owned or path in found:
-            continue
-        if any(m.covers(path) for m in declared):
-            continue
-        if index.content_at(path, cand.indexed.seq) is not None:
-            found.append(path)
-    return found
-
-
-def _find_changed_inputs(index: HistoryIndex, cand: _Candidate) -> None:
-    seen: set[str] = set()
-    for matcher in cand.inputs:
-        for change in index.changes_since(matcher.literal_prefix, cand.indexed.seq):
-            if change.path not in seen and matcher.covers(change.path):
-                seen.add(change.path)
-                cand.reasons.append(_change_reason("input", index, change))
-    for path in cand.implicit:
-        for change in index.changes_since(path, cand.indexed.seq):
-            if change.path == path and path not in seen:
-                seen.add(path)
-                cand.reasons.append(_change_reason("implicit-input", index, change))
-
-
-def _find_drift(
-    index: HistoryIndex, cand: _Candidate, policy: DriftPolicy, notices: list[Notice]
-) -> None:
-    for path in cand.owned:
-        for change in index.changes_since(path, cand.indexed.seq):
-            if change.path != path:
-                continue
-            cand.drifted = True
-            reason = _change_reason("drift", index, change)
-            if policy == "rerun":
-                cand.reasons.append(reason)
-            else:
-                notices.append(Notice(cand.indexed.commit, reason.describe()))
-
-
-def _change_reason(kind: ReasonKind, index: HistoryIndex, change: PathChange) -> Reason:
-    return Reason(kind, change.path, index.commit_at(change.last_seq))
-
-
-def _upstream_of(cand: _Candidate, owners: tuple[list[str], list[int]]) -> set[int]:
-    """Records that currently own something this record reads."""
-    paths, seqs = owners
-    upstream: set[int] = set()
-    for matcher in cand.inputs:
-        prefix = matcher.literal_prefix
-        start = bisect.bisect_left(paths, prefix)
-        for i in range(start, len(paths)):
-            if prefix and not (paths[i] == prefix or paths[i].startswith(prefix + "/")):
-                break
-            if matcher.covers(paths[i]):
-                upstream.add(seqs[i])
-    for path in cand.implicit:
-        i = bisect.bisect_left(paths, path)
-        if i < len(paths) and paths[i] == path:
-            upstream.add(seqs[i])
-    upstream.discard(cand.indexed.seq)
-    return upstream
-
-
-def _propagate(candidates: dict[int, _Candidate]) -> set[int]:
-    """Directly stale records plus everything downstream of them."""
-    downstream: dict[int, list[int]] = {}
-    for seq, cand in candidates.items():
-        for up in cand.upstream:
-            downstream.setdefault(up, []).append(seq)
-    stale = {seq for seq, cand in candidates.items() if cand.reasons}
+def _propagate(
+    tracker: StalenessTracker, stale: set[int], options: PlanOptions
+) -> dict[int, set[int]]:
+    """Everything downstream of ``stale`` joins it; returns each one's stale upstreams."""
+    upstream: dict[int, set[int]] = {}
     queue = sorted(stale)
     while queue:
         seq = queue.pop()
-        for child in downstream.get(seq, []):
-            cand = candidates[child]
-            cand.reasons.append(Reason("upstream", commit=candidates[seq].indexed.commit))
+        for child in _readers_of_outputs(tracker, seq, options):
+            upstream.setdefault(child, set()).add(seq)
             if child not in stale:
                 stale.add(child)
                 queue.append(child)
-    return stale
+    return upstream
 
 
-def _ordered_steps(candidates: dict[int, _Candidate], stale: set[int]) -> list[Step]:
-    """Topological order over the stale records; ties (and cycles) keep history order."""
-    waiting = {seq: candidates[seq].upstream & stale for seq in stale}
+def _readers_of_outputs(tracker: StalenessTracker, seq: int, options: PlanOptions) -> set[int]:
+    readers: set[int] = set()
+    for path in tracker.owned_by(seq):
+        for row in tracker.readers_of(path):
+            if row.seq != seq and (options.implicit_inputs or row.kind != "implicit-input"):
+                readers.add(row.seq)
+    return readers
+
+
+def _topological(stale: set[int], upstream: dict[int, set[int]]) -> list[int]:
+    """Dependencies first; ties (and members of a cycle) keep history order."""
+    waiting = {seq: set(upstream.get(seq, ())) & stale for seq in stale}
+    children: dict[int, list[int]] = {}
+    for seq, ups in waiting.items():
+        for up in ups:
+            children.setdefault(up, []).append(seq)
     ready = [seq for seq, ups in waiting.items() if not ups]
     heapq.heapify(ready)
+    done: set[int] = set()
     order: list[int] = []
     while len(order) < len(waiting):
         if not ready:  # a dependency cycle: release its oldest member
-            heapq.heappush(ready, min(seq for seq in waiting if seq not in order))
+            heapq.heappush(ready, min(seq for seq in waiting if seq not in done))
         seq = heapq.heappop(ready)
-        if seq in order:
+        if seq in done:
             continue
+        done.add(seq)
         order.append(seq)
-        for other, ups in waiting.items():
-            if seq in ups:
-                ups.discard(seq)
-                if not ups and other not in order:
-                    heapq.heappush(ready, other)
-    return [_step(candidates[seq], candidates) for seq in order]
-
-
-def _step(cand: _Candidate, candidates: dict[int, _Candidate]) -> Step:
-    reasons = tuple(dict.fromkeys(cand.reasons))
-    after = tuple(candidates[s].indexed.commit for s in sorted(cand.upstream) if s in candidates)
-    return Step(
-        commit=cand.indexed.commit,
-        summary=cand.indexed.summary,
-        record=cand.record,
-        reasons=reasons,
-        after=after,
-        drifted=cand.drifted,
-    )
+        for child in children.get(seq, []):
+            waiting[child].discard(seq)
+            if not waiting[child] and child not in done:
+                heapq.heappush(ready, child)
+    return order
 
 
 def since_plan(head: str, commits: Sequence[RangeCommit], dsid: str | None) -> Plan:
