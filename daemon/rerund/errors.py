@@ -78,3 +78,7 @@ class StepFailedError(RerundError):
         super().__init__(message)
         self.commit = commit
         self.log_path = log_path
+
+
+class ConfigError(RerundError):
+    """The configuration file is unreadable or holds an invalid value."""
