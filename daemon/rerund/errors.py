@@ -82,3 +82,11 @@ class StepFailedError(RerundError):
 
 class ConfigError(RerundError):
     """The configuration file is unreadable or holds an invalid value."""
+
+
+class PublishError(RerundError):
+    """Regenerated commits could not be pushed back."""
+
+
+class StepCancelledError(StepFailedError):
+    """A step was stopped because the service is shutting down; its job runs again later."""

@@ -12,13 +12,20 @@ import os
 import posixpath
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from rerund.dsconfig import DatasetConfig
-from rerund.errors import GitError, InputError, RecordError, StepFailedError
+from rerund.errors import (
+    GitError,
+    InputError,
+    RecordError,
+    StepCancelledError,
+    StepFailedError,
+)
 from rerund.gitrepo import GitRepo
 from rerund.globbing import SpecMatcher, expand_specs, spec_matcher
 from rerund.placeholders import expand_command, format_io_specs, shell_words
@@ -32,6 +39,8 @@ Outcome = Literal["committed", "identical"]
 class ExecOptions:
     log_dir: Path
     timeout_s: float | None = None
+    cancel: threading.Event | None = None
+    """Set by a shutting-down service: the running command is stopped, nothing saved."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ def execute_step(
     options.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = options.log_dir / f"{step.commit[:12]}.log"
     prepared = _prepare(repo, step, context.config)
-    exit_code = _run_command(prepared, step, log_path, options.timeout_s)
+    exit_code = _run_command(prepared, step, log_path, options.timeout_s, options.cancel)
     if exit_code not in (0, step.record.exit):
         raise StepFailedError(
             step.commit,
@@ -261,7 +270,13 @@ def _is_annexed(path: Path) -> bool:
         return handle.read(15) == b"/annex/objects/"
 
 
-def _run_command(prepared: _Prepared, step: Step, log_path: Path, timeout_s: float | None) -> int:
+def _run_command(
+    prepared: _Prepared,
+    step: Step,
+    log_path: Path,
+    timeout_s: float | None,
+    cancel: threading.Event | None,
+) -> int:
     with log_path.open("wb") as log:
         log.write(f"$ {prepared.command}\n".encode())
         log.flush()
@@ -273,18 +288,34 @@ def _run_command(prepared: _Prepared, step: Step, log_path: Path, timeout_s: flo
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so a timeout can stop the whole process group
         )
-        try:
-            return process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            log.write(f"\nrerund: killed after {timeout_s} s\n".encode())
-            raise StepFailedError(
-                step.commit,
-                f"step {step.commit[:8]} ran longer than {timeout_s} s and was stopped;"
-                f" nothing was committed, see {log_path}",
-                str(log_path),
-            ) from None
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        # Without a cancel event one blocking wait suffices; with one, look at it often.
+        slice_s = timeout_s if cancel is None else _POLL_S
+        while True:
+            try:
+                return process.wait(timeout=slice_s)
+            except subprocess.TimeoutExpired:
+                pass
+            if cancel is not None and cancel.is_set():
+                _kill(process, log, "rerund: stopped because the service is shutting down")
+                raise StepCancelledError(step.commit, f"step {step.commit[:8]} was interrupted")
+            if deadline is not None and time.monotonic() > deadline:
+                _kill(process, log, f"rerund: killed after {timeout_s} s")
+                raise StepFailedError(
+                    step.commit,
+                    f"step {step.commit[:8]} ran longer than {timeout_s} s and was stopped;"
+                    f" nothing was committed, see {log_path}",
+                    str(log_path),
+                )
+
+
+_POLL_S = 0.05
+
+
+def _kill(process: subprocess.Popen[bytes], log: BinaryIO, why: str) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    log.write(f"\n{why}\n".encode())
 
 
 def _save(

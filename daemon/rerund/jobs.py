@@ -1,0 +1,219 @@
+"""Run one job: plan at the pushed tip, rerun the stale steps, publish (SPEC §3, §4).
+
+A job is idempotent: it always starts from the remote's current state, so a
+job rerun after a crash finds its own published commits and does nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from rerund.config import RepoSettings, Settings
+from rerund.dsconfig import DatasetConfig
+from rerund.errors import RerundError, StepCancelledError
+from rerund.execute import ExecOptions, StepContext, StepResult, execute_step
+from rerund.gitrepo import GitRepo
+from rerund.history import HistoryIndex
+from rerund.plan import Plan, PlanOptions, Step, stale_plan
+from rerund.publish import BranchMovedError, publish, push_side_ref
+from rerund.staleness import StalenessTracker
+from rerund.store import Job, JobState, Store
+from rerund.workspace import Workspace, work_branch
+
+log = structlog.get_logger("rerund.jobs")
+
+MAX_REPLANS = 5
+
+
+class Executor(Protocol):
+    """Where a step's command runs: local processes now; sandboxes and clusters later."""
+
+    async def run_step(
+        self, repo: GitRepo, step: Step, head: str, context: StepContext, options: ExecOptions
+    ) -> StepResult: ...
+
+
+class LocalExecutor:
+    """Runs each step as a local process in a worker thread."""
+
+    async def run_step(
+        self, repo: GitRepo, step: Step, head: str, context: StepContext, options: ExecOptions
+    ) -> StepResult:
+        return await asyncio.to_thread(execute_step, repo, step, head, context, options)
+
+
+@dataclass
+class JobServices:
+    settings: Settings
+    store: Store
+    executor: Executor
+    step_slots: asyncio.Semaphore
+    cancel: threading.Event
+
+
+class JobInterruptedError(RerundError):
+    """The service is shutting down; the job goes back to the queue."""
+
+
+def compute_plan(repo: GitRepo, branch: str, settings: RepoSettings) -> tuple[Plan, str | None]:
+    """The stale plan of the work clone's checked-out tip (blocking; run it in a thread)."""
+    index = HistoryIndex.open(repo, work_branch(branch))
+    try:
+        tracker = StalenessTracker(index)
+        tracker.update(repo.text("rev-parse", "HEAD"))
+        options = PlanOptions(implicit_inputs=settings.implicit_inputs, drift=settings.drift)
+        return stale_plan(tracker, options), index.dataset_id
+    finally:
+        index.close()
+
+
+class JobRunner:
+    def __init__(self, services: JobServices) -> None:
+        self.services = services
+
+    async def run(self, job: Job) -> None:
+        """Carry ``job`` to its end and record the outcome (shielded from cancellation)."""
+        structlog.contextvars.bind_contextvars(repo=job.repo, branch=job.branch, job=job.id)
+        started = time.monotonic()
+        try:
+            outcome = await self._run(job)
+        except JobInterruptedError:
+            await asyncio.shield(asyncio.to_thread(self.services.store.requeue, job.id))
+            log.info("job requeued", reason="shutdown")
+            return
+        except RerundError as exc:
+            outcome = _Outcome("failed", handled=job.target, error=str(exc))
+        await asyncio.shield(asyncio.to_thread(self._finish, job, outcome))
+        log.info(
+            "job finished",
+            outcome=outcome.state,
+            error=outcome.error,
+            published=outcome.published,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        structlog.contextvars.unbind_contextvars("repo", "branch", "job")
+
+    def _finish(self, job: Job, outcome: _Outcome) -> None:
+        self.services.store.finish(
+            job,
+            outcome.state,
+            now=time.time(),
+            handled=outcome.handled,
+            error=outcome.error,
+            published=outcome.published,
+            side_ref=outcome.side_ref,
+        )
+
+    async def _run(self, job: Job) -> _Outcome:
+        repo_settings = self.services.settings.repo(job.repo)
+        if repo_settings is None:
+            return _Outcome("failed", job.target, error=f"repository {job.repo} is not configured")
+        workspace = Workspace(self.services.settings.state_dir, repo_settings)
+        target = job.target
+        for _ in range(MAX_REPLANS):
+            repo = await asyncio.to_thread(workspace.prepare, target)
+            plan, dsid = await asyncio.to_thread(compute_plan, repo, job.branch, repo_settings)
+            await asyncio.to_thread(
+                self.services.store.set_steps, job.id, [step.to_json() for step in plan.steps]
+            )
+            log.info("planned", target=target, steps=len(plan.steps), notices=len(plan.notices))
+            if not plan.steps:
+                return _Outcome("succeeded", target)
+            config = await asyncio.to_thread(DatasetConfig.read, repo)
+            failure = await self._execute(job, repo, plan, StepContext(dsid, config), target)
+            if failure is not None:
+                ref = await asyncio.to_thread(
+                    push_side_ref,
+                    repo,
+                    f"refs/rerund/failed/{job.id}",
+                    target,
+                    annex=config.is_annex,
+                )
+                kept = await asyncio.to_thread(workspace.quarantine, job.id)
+                log.warning("plan failed", error=failure, side_ref=ref, work_tree=str(kept))
+                return _Outcome("failed", target, error=failure, side_ref=ref)
+            try:
+                tip = await asyncio.to_thread(
+                    publish, repo, job.branch, target, annex=config.is_annex
+                )
+            except BranchMovedError:
+                await asyncio.to_thread(workspace.fetch, repo)
+                target = workspace.remote_tip(repo) or target
+                log.info("branch moved; planning again", target=target)
+                continue
+            published = tip if tip != target else None
+            return _Outcome("succeeded", tip, published=published)
+        return _Outcome("failed", target, error=f"{job.branch} kept moving; gave up re-planning")
+
+    async def _execute(
+        self, job: Job, repo: GitRepo, plan: Plan, context: StepContext, head: str
+    ) -> str | None:
+        """Run the steps in order; the first failure stops the rest. Returns its message."""
+        store = self.services.store
+        options = ExecOptions(
+            log_dir=self.services.settings.state_dir / "logs" / f"job-{job.id}",
+            timeout_s=self.services.settings.step_timeout_s,
+            cancel=self.services.cancel,
+        )
+        for position, step in enumerate(plan.steps):
+            structlog.contextvars.bind_contextvars(step=step.commit[:12])
+            await asyncio.to_thread(
+                store.update_step, job.id, position, state="running", started_at=time.time()
+            )
+            async with self.services.step_slots:
+                try:
+                    result = await self.services.executor.run_step(
+                        repo, step, head, context, options
+                    )
+                except StepCancelledError as exc:
+                    raise JobInterruptedError(str(exc)) from exc
+                except RerundError as exc:
+                    await asyncio.to_thread(self._step_failed, job, position, plan, exc, options)
+                    log.warning("step finished", outcome="failed", error=str(exc))
+                    return str(exc)
+            head = result.head
+            await asyncio.to_thread(
+                store.update_step,
+                job.id,
+                position,
+                state=result.outcome,
+                new_commit=result.new_commit,
+                finished_at=time.time(),
+                log_path=str(result.log_path),
+            )
+            log.info(
+                "step finished", outcome=result.outcome, duration_s=round(result.duration_s, 3)
+            )
+        structlog.contextvars.unbind_contextvars("step")
+        return None
+
+    def _step_failed(
+        self, job: Job, position: int, plan: Plan, exc: RerundError, options: ExecOptions
+    ) -> None:
+        store = self.services.store
+        log_path = options.log_dir / f"{plan.steps[position].commit[:12]}.log"
+        store.update_step(
+            job.id,
+            position,
+            state="failed",
+            finished_at=time.time(),
+            error=str(exc),
+            log_path=str(log_path) if log_path.exists() else None,
+        )
+        for later in range(position + 1, len(plan.steps)):
+            store.update_step(job.id, later, state="not-run")
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    state: JobState
+    handled: str
+    error: str | None = None
+    published: str | None = None
+    side_ref: str | None = None
