@@ -1,7 +1,7 @@
 """The ``rerund`` command line: a thin layer over the core.
 
 Exit codes: 0 success, 1 a step failed or rerund refused (one clear line on
-stderr), 2 a usage error.
+stderr), 2 a usage error, 3 the daemon could not start.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rerund.client import format_jobs, format_status, get_json
+from rerund.config import load as load_settings
 from rerund.dsconfig import DatasetConfig, DriftPolicy
-from rerund.errors import RerundError, RevisionError
+from rerund.errors import ConfigError, RerundError, RevisionError
 from rerund.execute import ExecOptions, StepContext
 from rerund.gitrepo import GitRepo
 from rerund.history import HistoryIndex, dataset_id, read_run_records
+from rerund.hookinstall import install as install_hook
 from rerund.plan import Plan, PlanOptions, since_plan, stale_plan
 from rerund.replay import replay
 from rerund.script import render_script
@@ -56,6 +59,27 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
     rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
     rerun.set_defaults(handler=_rerun_command)
+
+    serve = commands.add_parser("serve", help="run the daemon (in the foreground)")
+    serve.add_argument("--config", type=Path, help="TOML settings (default: embedded defaults)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.set_defaults(handler=_serve_command)
+
+    hooks = commands.add_parser("hooks", help="install the post-receive hook")
+    hook_commands = hooks.add_subparsers(required=True, metavar="ACTION")
+    install = hook_commands.add_parser("install", help="install into a bare repository")
+    install.add_argument("bare_repo", type=Path, metavar="BARE_REPO")
+    install.add_argument("--config", type=Path, help="the daemon's settings (for its spool)")
+    install.set_defaults(handler=_hooks_install_command)
+
+    for name, handler, text in (
+        ("jobs", _jobs_command, "list a running daemon's jobs"),
+        ("status", _status_command, "ask a running daemon how it is"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--config", type=Path, help="the daemon's settings (for its address)")
+        sub.add_argument("--url", help="the daemon's address (default: from the settings)")
+        sub.set_defaults(handler=handler)
     return parser
 
 
@@ -123,6 +147,44 @@ def _rerun_command(args: argparse.Namespace) -> int:
             skipped = ", ".join(step.commit[:8] for step in report.not_run)
             print(f"rerund: not run: {skipped}", file=sys.stderr)
         return EXIT_FAILED
+    return 0
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    # Imported here: aiohttp, structlog and watchdog cost `rerund plan` a quarter second.
+    from rerund.logs import configure as configure_logging  # noqa: PLC0415
+    from rerund.service import EXIT_STARTUP_FAILED, Service  # noqa: PLC0415
+
+    configure_logging(args.log_level)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"rerund: error: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_FAILED
+    return Service(settings).run()
+
+
+def _hooks_install_command(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    target = install_hook(args.bare_repo, settings.spool_dir)
+    print(f"installed {target}; pushes are spooled to {settings.spool_dir.resolve()}")
+    return 0
+
+
+def _daemon_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    settings = load_settings(args.config)
+    return f"http://{settings.listen_host}:{settings.listen_port}"
+
+
+def _jobs_command(args: argparse.Namespace) -> int:
+    print(format_jobs(get_json(_daemon_url(args), "/api/jobs")["jobs"]))
+    return 0
+
+
+def _status_command(args: argparse.Namespace) -> int:
+    print(format_status(get_json(_daemon_url(args), "/healthz")))
     return 0
 
 

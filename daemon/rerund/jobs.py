@@ -138,6 +138,11 @@ class JobRunner:
                 kept = await asyncio.to_thread(workspace.quarantine, job.id)
                 log.warning("plan failed", error=failure, side_ref=ref, work_tree=str(kept))
                 return _Outcome("failed", target, error=failure, side_ref=ref)
+            head = await asyncio.to_thread(repo.text, "rev-parse", "HEAD")
+            if head != target:
+                await asyncio.to_thread(
+                    self.services.store.note_publishing, job.repo, job.branch, head
+                )
             try:
                 tip = await asyncio.to_thread(
                     publish, repo, job.branch, target, annex=config.is_annex

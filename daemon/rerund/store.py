@@ -144,8 +144,12 @@ class Store:
         *,
         now: float,
         delivery_id: str | None = None,
+        force: bool = False,
     ) -> EventResult:
-        """Store one push notification and queue (or coalesce) the work it calls for."""
+        """Store one push notification and queue (or coalesce) the work it calls for.
+
+        ``force`` (a manual trigger) plans even a tip that was handled already.
+        """
         with self._write() as db:
             if (
                 delivery_id is not None
@@ -154,7 +158,7 @@ class Store:
                 ).fetchone()
             ):
                 return EventResult("duplicate", None)
-            result = self._route(db, repo, branch, new, now)
+            result = self._route(db, repo, branch, new, now, force=force)
             db.execute(
                 "INSERT INTO events (repo, branch, old, new, source, delivery_id, received_at,"
                 " outcome, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -163,14 +167,14 @@ class Store:
             return result
 
     def _route(
-        self, db: sqlite3.Connection, repo: str, branch: str, new: str, now: float
+        self, db: sqlite3.Connection, repo: str, branch: str, new: str, now: float, *, force: bool
     ) -> EventResult:
         if new == NULL_SHA:
             return EventResult("deleted", None)
         tips = db.execute(
             "SELECT handled, published FROM tips WHERE repo = ? AND branch = ?", (repo, branch)
         ).fetchone()
-        if tips is not None and new == tips[1]:
+        if tips is not None and new == tips[1] and not force:
             return EventResult("own-push", None)
         queued = db.execute(
             "SELECT id, target FROM jobs WHERE repo = ? AND branch = ? AND state = 'queued'",
@@ -184,7 +188,10 @@ class Store:
             "SELECT target FROM jobs WHERE repo = ? AND branch = ? AND state = 'running'",
             (repo, branch),
         ).fetchone()
-        if (tips is not None and new == tips[0]) or (running is not None and running[0] == new):
+        handled = (tips is not None and new == tips[0]) or (
+            running is not None and running[0] == new
+        )
+        if handled and not force:
             return EventResult("handled", None)
         cursor = db.execute(
             "INSERT INTO jobs (repo, branch, target, state, created_at)"
@@ -269,6 +276,15 @@ class Store:
                 " ON CONFLICT (repo, branch) DO UPDATE SET handled = excluded.handled,"
                 " published = COALESCE(excluded.published, published)",
                 (job.repo, job.branch, handled, published),
+            )
+
+    def note_publishing(self, repo: str, branch: str, sha: str) -> None:
+        """Remember a tip rerund is about to push, so hearing of that push creates nothing."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO tips (repo, branch, published) VALUES (?, ?, ?)"
+                " ON CONFLICT (repo, branch) DO UPDATE SET published = excluded.published",
+                (repo, branch, sha),
             )
 
     # -- steps ------------------------------------------------------------------------

@@ -1,0 +1,42 @@
+"""``rerund jobs`` and ``rerund status``: ask a running daemon over its HTTP API."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from rerund.errors import RerundError
+
+
+def get_json(base_url: str, path: str) -> dict[str, Any]:
+    url = base_url.rstrip("/") + path
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - http(s) only
+            data: dict[str, Any] = json.loads(response.read())
+            return data
+    except urllib.error.HTTPError as exc:
+        raise RerundError(
+            f"{url} answered {exc.code}: {exc.read().decode(errors='replace')}"
+        ) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise RerundError(f"no rerund daemon answers at {base_url} ({exc})") from exc
+
+
+def format_jobs(jobs: list[dict[str, Any]]) -> str:
+    if not jobs:
+        return "no jobs"
+    lines = [f"{'job':>5}  {'state':<10} {'repo':<20} {'branch':<12} target    error"]
+    for job in jobs:
+        lines.append(
+            f"{job['id']:>5}  {job['state']:<10} {job['repo'][:20]:<20} {job['branch'][:12]:<12}"
+            f" {job['target'][:8]}  {job['error'] or ''}"
+        )
+    return "\n".join(lines)
+
+
+def format_status(health: dict[str, Any]) -> str:
+    jobs = health.get("jobs", {})
+    summary = ", ".join(f"{state} {count}" for state, count in sorted(jobs.items()))
+    return f"rerund {health.get('version', '?')}: {health.get('status', '?')} ({summary})"

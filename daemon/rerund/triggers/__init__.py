@@ -1,0 +1,1 @@
+"""How rerund hears about pushes: webhooks, the post-receive hook spool, and a watcher."""
