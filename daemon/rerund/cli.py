@@ -19,7 +19,6 @@ from rerund.errors import ConfigError, RerundError, RevisionError
 from rerund.execute import ExecOptions, StepContext
 from rerund.gitrepo import GitRepo
 from rerund.history import HistoryIndex, dataset_id, read_run_records
-from rerund.hookinstall import install as install_hook
 from rerund.plan import Plan, PlanOptions, since_plan, stale_plan
 from rerund.replay import replay
 from rerund.script import render_script
@@ -165,6 +164,8 @@ def _serve_command(args: argparse.Namespace) -> int:
 
 
 def _hooks_install_command(args: argparse.Namespace) -> int:
+    from rerund.hookinstall import install as install_hook  # noqa: PLC0415 - see _serve_command
+
     settings = load_settings(args.config)
     target = install_hook(args.bare_repo, settings.spool_dir)
     print(f"installed {target}; pushes are spooled to {settings.spool_dir.resolve()}")
