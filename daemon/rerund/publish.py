@@ -51,7 +51,8 @@ def push_annex_content(repo: GitRepo, base: str, head: str) -> None:
     """Copy the annexed files of ``base..head`` to the remote and share the location log."""
     paths = repo.run("diff", "--name-only", "-z", "--no-renames", base, head).split(b"\0")
     names = [path.decode("utf-8") for path in paths if path]
-    if not names:
+    annexed = repo.annex("find", "--in=here", "--", *names).split() if names else []
+    if not annexed:  # nothing the commits point to lives in the annex
         return
     try:
         transient_git(
