@@ -37,7 +37,10 @@ def _git_identity() -> Iterator[None]:
             os.environ[key] = value
 
 
-CLEAN = 'mkdir -p "$(dirname "$2")"\ngrep -v \'^#\' "$1" | sort -n > "$2"\n'
+# SLOW_STEP_S lets service tests hold a step open (to race or crash it); 0 otherwise.
+CLEAN = (
+    'sleep "${SLOW_STEP_S:-0}"\nmkdir -p "$(dirname "$2")"\ngrep -v \'^#\' "$1" | sort -n > "$2"\n'
+)
 STATS = 'awk \'{s += $1} END {print NR, s}\' "$1" > "$2"\n'
 REPORT = 'printf \'rows and total: %s\\n\' "$(cat "$1")" > "$2"\n'
 

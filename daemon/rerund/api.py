@@ -79,15 +79,16 @@ async def webhook(request: web.Request) -> web.Response:  # noqa: PLR0911 - one 
         service.metrics.deliveries.labels(provider, "too-large").inc()
         return _error(413, f"body larger than {service.settings.max_body_bytes} bytes")
     try:
-        verify(provider, request.headers, body, secret)
-        event = parse(provider, request.headers, body)
+        limit = service.settings.max_body_bytes
+        verify(provider, request.headers, body, secret, max_bytes=limit)
+        event = parse(provider, request.headers, body, max_bytes=limit)
     except WebhookError as exc:
         service.metrics.deliveries.labels(provider, f"rejected-{exc.status}").inc()
         return _error(exc.status, str(exc))
     if isinstance(event, Ping):
         service.metrics.deliveries.labels(provider, "ping").inc()
         return web.json_response({"pong": True})
-    if isinstance(event, Ignored) or event.branch != repo.branch:
+    if isinstance(event, Ignored) or event.branch != repo.branch or event.deleted:
         service.metrics.deliveries.labels(provider, "ignored").inc()
         what = event.event if isinstance(event, Ignored) else f"push to {event.ref}"
         return web.json_response({"ignored": what}, status=202)

@@ -84,15 +84,15 @@ class Settings:
 def load(path: Path | None) -> Settings:
     """Settings from ``path`` (or the embedded defaults); ``ConfigError`` names the bad key."""
     if path is None:
-        return Settings()
+        return Settings(state_dir=Path("var").resolve())
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    base = path.parent
-    return replace(_settings(data, base), source=path)
+    base = path.parent.resolve()
+    return replace(_settings(data, base), source=path.resolve())
 
 
 def _settings(data: Mapping[str, Any], base: Path) -> Settings:

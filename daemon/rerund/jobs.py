@@ -87,8 +87,11 @@ class JobRunner:
             await asyncio.shield(asyncio.to_thread(self.services.store.requeue, job.id))
             log.info("job requeued", reason="shutdown")
             return
-        except RerundError as exc:
+        except (RerundError, OSError) as exc:
             outcome = _Outcome("failed", handled=job.target, error=str(exc))
+        except Exception as exc:  # a bug must fail this job, not the whole service
+            log.exception("job crashed")
+            outcome = _Outcome("failed", handled=job.target, error=f"internal error: {exc!r}")
         await asyncio.shield(asyncio.to_thread(self._finish, job, outcome))
         log.info(
             "job finished",

@@ -49,7 +49,9 @@ def push_side_ref(repo: GitRepo, ref: str, base: str, *, annex: bool) -> str | N
 
 def push_annex_content(repo: GitRepo, base: str, head: str) -> None:
     """Copy the annexed files of ``base..head`` to the remote and share the location log."""
-    paths = repo.run("diff", "--name-only", "-z", "--no-renames", base, head).split(b"\0")
+    paths = repo.run(
+        "diff", "--name-only", "-z", "--no-renames", "--diff-filter=d", base, head
+    ).split(b"\0")
     names = [path.decode("utf-8") for path in paths if path]
     annexed = repo.annex("find", "--in=here", "--", *names).split() if names else []
     if not annexed:  # nothing the commits point to lives in the annex

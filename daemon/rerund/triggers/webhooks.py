@@ -39,12 +39,12 @@ from rerund.errors import ConfigError, RerundError
 Provider = Literal["github", "gitlab", "gitea", "forgejo"]
 PROVIDERS: tuple[Provider, ...] = ("github", "gitlab", "gitea", "forgejo")
 
-# GitHub caps a delivery at 25 MB, but a push body is the ref, two commit ids and,
-# per pushed commit, the paths it added, removed and modified. A DataLad save of
-# ten thousand files lists them all, about a megabyte; 5 MiB leaves room for
-# several such commits in one push while bounding what a forged request can make
-# the daemon hash and parse. The HTTP layer passes ``[http] max_body_bytes``
-# (same default) as ``max_bytes`` for sites that push bigger batches.
+# GitHub caps a delivery at 25 MB. A push body is the ref, two commit ids and, per
+# pushed commit, the paths it added, removed and modified: small, except that one
+# DataLad save of ten thousand files can alone take about a megabyte. 5 MiB leaves
+# room for several of those in one push while bounding what a forged request can
+# make the daemon hash and parse. The HTTP layer passes ``[http] max_body_bytes``
+# (same default) as ``max_bytes``, so sites that push bigger batches can raise it.
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
 _HEADS = "refs/heads/"
@@ -62,7 +62,12 @@ class WebhookError(RerundError):
 
 @dataclass(frozen=True)
 class PushEvent:
-    """One ref moved on a forge."""
+    """One ref moved on a forge.
+
+    Test buttons send pushes too: Gitea's and Forgejo's name the default branch with
+    ``before == after``, all zeros, so such a push is ``created`` and ``deleted`` at
+    once and leaves nothing to rerun.
+    """
 
     provider: Provider
     delivery_id: str | None
@@ -240,6 +245,7 @@ def parse(
             raise WebhookError(
                 f"field 'object_kind' is {_shorten(kind)} but X-Gitlab-Event is {event!r}", 400
             )
+    ref = _ref(payload)
     before = _object_id(payload, "before")
     after = _object_id(payload, "after")
     if len(before) != len(after):
@@ -247,7 +253,7 @@ def parse(
     return PushEvent(
         provider=provider,
         delivery_id=delivery_id,
-        ref=_ref(payload),
+        ref=ref,
         before=before,
         after=after,
         repository=_string(payload, *forge.repository_field),
@@ -349,12 +355,14 @@ def _payload(body: bytes, lowered: Mapping[str, str]) -> dict[str, object]:
         text = values[0]
     try:
         value = json.loads(text)
-    except ValueError as exc:  # json.JSONDecodeError, or an integer with too many digits
+    except json.JSONDecodeError as exc:
         raise WebhookError(f"body is not valid JSON: {exc}", 400) from None
+    except ValueError:  # an integer past sys.get_int_max_str_digits()
+        raise WebhookError("body holds a number too long to read", 400) from None
     except RecursionError:
-        raise WebhookError("body is not valid JSON: nested too deeply", 400) from None
+        raise WebhookError("body is nested too deeply to read", 400) from None
     if not isinstance(value, dict):
-        raise WebhookError(f"body is a JSON {_json_type(value)}, not an object", 400)
+        raise WebhookError(f"body is {_json_type(value)} in JSON, not an object", 400)
     return value
 
 
@@ -364,12 +372,12 @@ def _string(payload: Mapping[str, object], *path: str) -> str:
     for depth, key in enumerate(path):
         if not isinstance(node, dict):
             parent = ".".join(path[:depth])
-            raise WebhookError(f"field '{parent}' is a {_json_type(node)}, not an object", 400)
+            raise WebhookError(f"field '{parent}' is {_json_type(node)}, not an object", 400)
         if key not in node:
             raise WebhookError(f"field '{'.'.join(path[: depth + 1])}' is missing", 400)
         node = node[key]
     if not isinstance(node, str) or not node:
-        got = "an empty string" if node == "" else f"a {_json_type(node)}"
+        got = "an empty string" if node == "" else _json_type(node)
         raise WebhookError(f"field '{'.'.join(path)}' must be a non-empty string, not {got}", 400)
     return node
 
@@ -414,15 +422,16 @@ def _is_null(object_id: str) -> bool:
 
 
 def _json_type(value: object) -> str:
+    """What a decoded JSON value is, in JSON's words and with its article."""
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "boolean"
+        return "a boolean"
     if isinstance(value, int | float):
-        return "number"
+        return "a number"
     if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def _shorten(value: object, limit: int = 80) -> str:
