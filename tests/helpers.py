@@ -66,9 +66,9 @@ class Dataset:
         parsed: dict[str, Any] = json.loads(body.split("\n^^^ Do not change lines above ^^^")[0])
         return parsed
 
-    def record_commit(self, summary: str) -> str:
-        """The newest run record whose summary is exactly ``summary``."""
-        for line in self.git("log", "--format=%H %s").splitlines():
+    def record_commit(self, summary: str, rev: str = "HEAD") -> str:
+        """The newest run record (up to ``rev``) whose summary is exactly ``summary``."""
+        for line in self.git("log", "--format=%H %s", rev).splitlines():
             sha, _, subject = line.partition(" ")
             if subject == f"[DATALAD RUNCMD] {summary}":
                 return sha
