@@ -76,6 +76,7 @@ def make_lab(
     bare.parent.mkdir(parents=True)
     git("init", "-q", "--bare", str(bare), cwd=root)
     git("symbolic-ref", "HEAD", "refs/heads/main", cwd=bare)
+    git("config", "core.logAllRefUpdates", "always", cwd=bare)  # a reflog shows every tip
     if annex_remote:
         run("git", "annex", "init", "-q", "lab server", cwd=bare)
     source = template.path
