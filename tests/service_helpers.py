@@ -77,19 +77,23 @@ def make_lab(
     git("init", "-q", "--bare", str(bare), cwd=root)
     git("symbolic-ref", "HEAD", "refs/heads/main", cwd=bare)
     git("config", "core.logAllRefUpdates", "always", cwd=bare)  # a reflog shows every tip
-    if annex_remote:
-        run("git", "annex", "init", "-q", "lab server", cwd=bare)
-    source = template.path
-    git("push", "-q", str(bare), "HEAD:refs/heads/main", "git-annex", cwd=source)
-    if annex_remote:
-        run("git", "remote", "add", "server", str(bare), cwd=source)
-        run("git", "annex", "copy", "--quiet", "--all", "--to", "server", cwd=source)
-        run("git", "annex", "sync", "--quiet", "--only-annex", "--no-content", "server", cwd=source)
-        run("git", "remote", "remove", "server", cwd=source)
     user = root / "user"
-    git("clone", "-q", str(bare), str(user), cwd=root)
     if annex_remote:
+        # As a lab would: an annex on the server, content uploaded from a user's clone.
+        run("git", "annex", "init", "-q", "lab server", cwd=bare)
+        git("clone", "-q", str(template.path), str(user), cwd=root)
         run("git", "annex", "init", "-q", "user", cwd=user)
+        run("git", "annex", "get", "--quiet", ".", cwd=user)
+        git("remote", "rename", "origin", "template", cwd=user)
+        git("remote", "add", "origin", str(bare), cwd=user)
+        git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=user)
+        run("git", "annex", "copy", "--quiet", "--to", "origin", ".", cwd=user)
+        run("git", "annex", "sync", "--quiet", "--only-annex", "--no-content", "origin", cwd=user)
+        git("fetch", "-q", "origin", cwd=user)
+        git("branch", "-q", "--set-upstream-to", "origin/main", cwd=user)
+    else:
+        git("push", "-q", str(bare), "HEAD:refs/heads/main", "git-annex", cwd=template.path)
+        git("clone", "-q", str(bare), str(user), cwd=root)
     port = free_port()
     secrets = {"github": "gh-secret", "gitlab": "gl-token", "gitea": "gt-secret"}
     config = root / "rerund.toml"

@@ -291,3 +291,35 @@ def test_invalid_settings_refuse_to_start(tmp_path: Path) -> None:
     done = run(*serve, cwd=tmp_path, check=False)
     assert 3 == done.returncode
     assert "repos[0].drift must be 'rerun' or 'report'" in done.stderr
+
+
+def test_annexed_outputs_reach_the_remote_before_the_branch(
+    _annex_pipeline_template: Dataset, tmp_path: Path
+) -> None:
+    """In an all-annex dataset the regenerated content is in the bare repository and gettable."""
+    lab = make_lab(tmp_path, _annex_pipeline_template, annex_remote=True)
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.idle, what="the start-up scan to finish")
+        user = lab.user
+        (user.path / "raw" / "data.txt").unlink()
+        user.write("raw/data.txt", "# measurements\n3\n1\n2\n10\n")
+        run("git", "annex", "add", "--quiet", "raw/data.txt", cwd=user.path)
+        user.git("commit", "-qm", "fix raw data")
+        run("git", "annex", "copy", "--quiet", "--to", "origin", "raw/data.txt", cwd=user.path)
+        user.git("push", "-q", "origin", "HEAD:main")
+        run("git", "annex", "sync", "--quiet", "--only-annex", "--no-content", cwd=user.path)
+        fix = user.head()
+
+        wait_for(lambda: _landed(lab, fix), timeout_s=90, what="the reruns to land")
+
+        key = Path(git("cat-file", "-p", "main:report.txt", cwd=lab.bare)).name
+        stored = run("git", "annex", "contentlocation", key, cwd=lab.bare).stdout.strip()
+        assert "rows and total: 4 16\n" == (lab.bare / stored).read_text()
+        fresh = tmp_path / "fresh"
+        run("datalad", "clone", str(lab.bare), str(fresh))
+        run("datalad", "get", "report.txt", cwd=fresh)
+        assert "rows and total: 4 16\n" == (fresh / "report.txt").read_text()
+        assert (fresh / "report.txt").is_symlink()
+    finally:
+        daemon.stop()

@@ -28,7 +28,7 @@ from rerund.errors import (
 )
 from rerund.gitrepo import GitRepo
 from rerund.globbing import SpecMatcher, expand_specs, spec_matcher
-from rerund.placeholders import expand_command, format_io_specs, shell_words
+from rerund.placeholders import expand_command, format_io_specs, named_paths
 from rerund.plan import Step
 from rerund.records import RunRecord, encode_sidecar, format_message, sidecar_id
 
@@ -126,8 +126,6 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
         raise InputError(
             f"step {step.commit[:8]}: input did not match an existing file: {missing[0]}"
         )
-    if config.is_annex:
-        _get_content(exec_dir, [*inputs.fetch_paths, *extra.fetch_paths], step)
     outputs = expand_specs(format_io_specs(record.outputs, io_mapping), exec_dir)
     command = expand_command(
         record.cmd,
@@ -137,7 +135,18 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
         dspath=str(root),
         substitutions=config.substitutions,
     )
-    relock = _clear_outputs(repo, step, exec_dir, outputs.hits, command)
+    automatic = _automatic_outputs(repo, step.commit)
+    if config.is_annex:
+        # Files the command names (its script, say) are inputs too: a fresh clone needs them.
+        rel_exec = _relative(exec_dir, root)
+        written = {posixpath.normpath(posixpath.join(rel_exec, hit)) for hit in outputs.hits}
+        written.update(automatic)
+        named = [p for p in named_paths(command, rel_exec) if p not in written]
+        declared = [str(exec_dir / p) for p in [*inputs.fetch_paths, *extra.fetch_paths]]
+        _get_content(root, [*declared, *(str(root / p) for p in named)], step)
+    relock = _clear_outputs(
+        repo, step, exec_dir, outputs.hits, command=command, automatic=automatic
+    )
     return _Prepared(command, exec_dir, relock)
 
 
@@ -150,17 +159,21 @@ def _io_lists(record: RunRecord) -> dict[str, list[str]]:
     return {name: value for name, value in lists.items() if value}
 
 
-def _get_content(exec_dir: Path, paths: list[str], step: Step) -> None:
+def _get_content(root: Path, paths: list[str], step: Step) -> None:
     """Fetch annexed inputs whose content is absent; everything else is already here."""
-    absent = [path for path in paths if _lacks_content(exec_dir / path)]
+    absent = [path for path in dict.fromkeys(paths) if _lacks_content(Path(path))]
     if not absent:
         return
     try:
-        GitRepo(exec_dir).annex("get", "--quiet", "--", *absent)
+        GitRepo(root).annex("get", "--quiet", "--", *absent)
     except GitError as exc:
         raise InputError(
             f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
         ) from exc
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
 
 
 def _lacks_content(path: Path) -> bool:
@@ -182,7 +195,13 @@ def _skip_dir(dirnames: list[str]) -> bool:
 
 
 def _clear_outputs(
-    repo: GitRepo, step: Step, exec_dir: Path, declared_hits: list[str], command: str
+    repo: GitRepo,
+    step: Step,
+    exec_dir: Path,
+    declared_hits: list[str],
+    *,
+    command: str,
+    automatic: list[str],
 ) -> list[str]:
     """Unlock annexed outputs and remove plain ones, so no stale content survives.
 
@@ -203,9 +222,9 @@ def _clear_outputs(
         candidates.extend(files)
         if path == ".":
             keep.update(files)
-    candidates.extend(_automatic_outputs(repo, step.commit))
+    candidates.extend(automatic)
     read_specs = [spec_matcher(spec, record.pwd) for spec in [*record.inputs, *record.extra_inputs]]
-    named = {posixpath.normpath(posixpath.join(rel_exec, word)) for word in shell_words(command)}
+    named = set(named_paths(command, rel_exec))
     unlock: list[str] = []
     annexed: list[str] = []
     for path in dict.fromkeys(candidates):
@@ -264,7 +283,7 @@ def _tracked_files_under(root: Path, path: str) -> list[str]:
 def _is_annexed(path: Path) -> bool:
     if path.is_symlink():
         return "/annex/objects/" in str(path.readlink())
-    if path.stat().st_size > 1024:
+    if not path.is_file() or path.stat().st_size > 1024:
         return False
     with path.open("rb") as handle:
         return handle.read(15) == b"/annex/objects/"

@@ -7,6 +7,7 @@ here touches the file system except creating the ``{tmpdir}`` directory.
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 import string
 import tempfile
@@ -172,3 +173,19 @@ class _Formatter(string.Formatter):
             raise PlaceholderError(
                 f"{self.what} has a placeholder with an unusable format spec {format_spec!r}: {exc}"
             ) from exc
+
+
+def named_paths(command: str, pwd: str) -> list[str]:
+    """Dataset-relative paths a command's words name (candidates for implicit inputs).
+
+    ``pwd`` is the command's directory relative to the dataset root. Options,
+    unexpanded placeholders and paths outside the dataset are left out.
+    """
+    found: list[str] = []
+    for word in shell_words(command):
+        if "{" in word or word.startswith("-") or "\0" in word or word.startswith("/"):
+            continue
+        path = posixpath.normpath(posixpath.join(pwd, word.removeprefix("./")))
+        if not (path.startswith("../") or path in ("..", ".")) and path not in found:
+            found.append(path)
+    return found

@@ -16,14 +16,14 @@ the planner reads a handful of rows instead of walking the history again.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 from rerund.globbing import SpecMatcher, spec_matcher
 from rerund.history import HistoryIndex, IndexedCommit, IndexedRecord
-from rerund.placeholders import command_text, shell_words
+from rerund.placeholders import command_text, named_paths
 from rerund.records import RunRecord
 
 DiffKind = Literal["input", "implicit-input", "drift"]
@@ -180,7 +180,7 @@ class StalenessTracker:
         declared = [spec_matcher(s, record.pwd) for s in [*record.inputs, *record.extra_inputs]]
         for spec, matcher in zip([*record.inputs, *record.extra_inputs], declared, strict=True):
             rows.append((matcher.literal_prefix, spec, record.pwd, "input"))
-        for path in _named_files(record):
+        for path in named_paths(command_text(record.cmd), record.pwd):
             if path in owned or any(m.covers(path) for m in declared):
                 continue
             if self.index.content_at(path, rec.seq) is not None:
@@ -237,16 +237,6 @@ class StalenessTracker:
     def notices(self) -> list[tuple[int, str]]:
         rows = self._db.execute("SELECT seq, message FROM notices ORDER BY seq")
         return [(int(seq), str(message)) for seq, message in rows]
-
-
-def _named_files(record: RunRecord) -> Iterable[str]:
-    """Dataset-relative paths the command text names (candidates for implicit inputs)."""
-    for word in shell_words(command_text(record.cmd)):
-        if "{" in word or word.startswith("-") or "\0" in word:
-            continue
-        path = posixpath.normpath(posixpath.join(record.pwd, word.removeprefix("./")))
-        if not (path.startswith("../") or path in ("..", ".") or path.startswith("/")):
-            yield path
 
 
 def _ancestors(path: str) -> list[str]:
