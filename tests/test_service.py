@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from helpers import Dataset, git, run
 from rerund.triggers.webhooks import sign
-from service_helpers import Daemon, Lab, make_lab, wait_for
+from service_helpers import Daemon, Lab, free_port, make_lab, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "webhooks"
 RERUNS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
@@ -323,3 +325,32 @@ def test_annexed_outputs_reach_the_remote_before_the_branch(
         assert (fresh / "report.txt").is_symlink()
     finally:
         daemon.stop()
+
+
+def test_embedded_defaults_start_with_state_in_var(tmp_path: Path) -> None:
+    """`rerund serve` with no settings file keeps its SQLite state in ./var and answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rerund.cli", "serve", "--listen", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        health = wait_for(lambda: _health(port), timeout_s=30, what="the daemon to answer")
+        assert {"status": "ok", "jobs": {"events": 0}} == {
+            "status": health["status"],
+            "jobs": health["jobs"],
+        }
+        assert (tmp_path / "var" / "rerund.sqlite").is_file()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert 0 == process.wait(timeout=30)
+
+
+def _health(port: int) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            health: dict[str, object] = json.loads(response.read())
+            return health
+    except OSError:
+        return None

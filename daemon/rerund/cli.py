@@ -10,10 +10,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rerund.client import format_jobs, format_status, get_json
 from rerund.config import load as load_settings
+from rerund.config import parse_listen
 from rerund.dsconfig import DatasetConfig, DriftPolicy
 from rerund.errors import ConfigError, RerundError, RevisionError
 from rerund.execute import ExecOptions, StepContext
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the daemon (in the foreground)")
     serve.add_argument("--config", type=Path, help="TOML settings (default: embedded defaults)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument("--listen", metavar="HOST:PORT", help="override http.listen")
     serve.set_defaults(handler=_serve_command)
 
     hooks = commands.add_parser("hooks", help="install the post-receive hook")
@@ -157,6 +160,9 @@ def _serve_command(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         settings = load_settings(args.config)
+        if args.listen:
+            host, port = parse_listen(args.listen)
+            settings = replace(settings, listen_host=host, listen_port=port)
     except ConfigError as exc:
         print(f"rerund: error: {exc}", file=sys.stderr)
         return EXIT_STARTUP_FAILED

@@ -99,7 +99,7 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
     reader = _Reader(data, "")
     http = _Reader(reader.table("http"), "http.")
     limits = _Reader(reader.table("limits"), "limits.")
-    host, port = _listen(http.string("listen", "127.0.0.1:8080"))
+    host, port = parse_listen(http.string("listen", "127.0.0.1:8080"))
     repos_dir = reader.optional_string("repos_dir")
     repos = tuple(_repo(item, i, base) for i, item in enumerate(reader.array("repos")))
     names = [repo.name for repo in repos]
@@ -169,7 +169,7 @@ def _secret(reader: _Reader, key: str, base: Path) -> str | None:
     return inline or None
 
 
-def _listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"http.listen must look like '127.0.0.1:8080', not {value!r}")
