@@ -178,3 +178,8 @@ class Daemon:
     def idle(self) -> bool:
         """No job queued or running."""
         return not any(job["state"] in ("queued", "running") for job in self.jobs())
+
+    def scanned(self) -> bool:
+        """The start-up scan has run its job and nothing is left to do."""
+        jobs = self.jobs()
+        return bool(jobs) and not any(job["state"] in ("queued", "running") for job in jobs)

@@ -43,7 +43,7 @@ def test_push_through_the_hook_lands_three_reruns(lab: Lab) -> None:
     """A raw-data fix pushed through the installed hook comes back as three reruns."""
     daemon = Daemon(lab).start()
     try:
-        wait_for(daemon.idle, what="the start-up scan to finish")
+        wait_for(daemon.scanned, what="the start-up scan to finish")
         fix = lab.push_fix()
 
         wait_for(lambda: _landed(lab, fix), what="the reruns to land")
@@ -71,7 +71,8 @@ def test_hook_never_fails_a_push_when_the_daemon_is_down(lab: Lab) -> None:
     daemon = Daemon(lab).start()
     try:
         wait_for(lambda: _landed(lab, fix), what="the spooled push to be handled")
-        assert not list((lab.root / "state" / "spool").glob("*.push"))
+        spool = lab.root / "state" / "spool"
+        wait_for(lambda: not list(spool.glob("*.push")), what="the spool to be emptied")
     finally:
         daemon.stop()
 
@@ -115,7 +116,7 @@ def test_signed_webhook_delivery_lands_reruns(
     lab = make_lab(tmp_path, _pipeline_template, hook=False, watch=False)
     daemon = Daemon(lab).start()
     try:
-        wait_for(daemon.idle, what="the start-up scan to finish")
+        wait_for(daemon.scanned, what="the start-up scan to finish")
         before = lab.tip()
         fix = lab.push_fix()
         body = BODIES[provider](fix, before)
@@ -138,7 +139,7 @@ def test_watcher_alone_notices_a_push(_pipeline_template: Dataset, tmp_path: Pat
     lab = make_lab(tmp_path, _pipeline_template, hook=False, watch=True)
     daemon = Daemon(lab).start()
     try:
-        wait_for(daemon.idle, what="the start-up scan to finish")
+        wait_for(daemon.scanned, what="the start-up scan to finish")
         fix = lab.push_fix()
         wait_for(lambda: _landed(lab, fix), what="the watcher to notice the push")
         assert any(
@@ -154,7 +155,7 @@ def test_bad_deliveries_are_refused_and_change_nothing(lab: Lab) -> None:
     """Forged, malformed, oversized or misdirected deliveries: an error status, nothing stored."""
     daemon = Daemon(lab).start()
     try:
-        wait_for(daemon.idle, what="the start-up scan to finish")
+        wait_for(daemon.scanned, what="the start-up scan to finish")
         stored = daemon.get("/healthz")["jobs"]
         body = _github_body("a" * 40, lab.tip())
         signed = sign("github", body, lab.secrets["github"])
@@ -187,7 +188,7 @@ def test_failed_step_leaves_branch_untouched_and_keeps_work_aside(lab: Lab) -> N
     """A step that exits non-zero: branch unchanged, finished commits on a side ref, log in API."""
     daemon = Daemon(lab).start()
     try:
-        wait_for(daemon.idle, what="the start-up scan to finish")
+        wait_for(daemon.scanned, what="the start-up scan to finish")
         lab.user.write("code/report.sh", "echo report exploded >&2; exit 7\n")
         lab.user.git("commit", "-qam", "break the report")
         fix = lab.push_fix()
@@ -210,7 +211,7 @@ def test_push_during_a_plan_is_kept_and_the_plan_redone(lab: Lab) -> None:
     """A person pushes while a step runs: their commit survives, reruns land on top, no force."""
     daemon = Daemon(lab, env={"SLOW_STEP_S": "2"}).start()
     try:
-        wait_for(daemon.idle, timeout_s=90, what="the start-up scan to finish")
+        wait_for(daemon.scanned, timeout_s=90, what="the start-up scan to finish")
         fix = lab.push_fix()
         wait_for(lambda: any(j["state"] == "running" for j in daemon.jobs()), what="a running job")
         lab.user.write("notes.txt", "pushed while rerund was busy\n")
@@ -236,7 +237,7 @@ def test_push_during_a_plan_is_kept_and_the_plan_redone(lab: Lab) -> None:
 def test_job_killed_mid_step_finishes_exactly_once_after_restart(lab: Lab) -> None:
     """SIGKILL in the middle of a step; after a restart the job completes once, no duplicates."""
     daemon = Daemon(lab, env={"SLOW_STEP_S": "3"}).start()
-    wait_for(daemon.idle, timeout_s=90, what="the start-up scan to finish")
+    wait_for(daemon.scanned, timeout_s=90, what="the start-up scan to finish")
     fix = lab.push_fix()
     wait_for(lambda: any(j["state"] == "running" for j in daemon.jobs()), what="a running job")
     time.sleep(0.5)
@@ -258,7 +259,7 @@ def test_job_killed_mid_step_finishes_exactly_once_after_restart(lab: Lab) -> No
 def test_sigterm_drains_and_exits_cleanly(lab: Lab) -> None:
     """SIGTERM while idle: the daemon stops within a second or two with exit code 0."""
     daemon = Daemon(lab).start()
-    wait_for(daemon.idle, what="the start-up scan to finish")
+    wait_for(daemon.scanned, what="the start-up scan to finish")
     started = time.monotonic()
     assert 0 == daemon.stop()
     assert time.monotonic() - started < 5
@@ -269,7 +270,7 @@ def test_api_trigger_needs_the_token_and_plan_and_metrics_answer(lab: Lab) -> No
     """The manual trigger needs the bearer token; plan and metrics are readable."""
     daemon = Daemon(lab).start()
     try:
-        wait_for(daemon.idle, what="the start-up scan to finish")
+        wait_for(daemon.scanned, what="the start-up scan to finish")
         assert 401 == daemon.post("/api/repos/lab/trigger", b"", {})[0]
         assert 403 == daemon.post("/api/repos/lab/trigger", b"", {"Authorization": "Bearer no"})[0]
         status, answer = daemon.post(
@@ -302,7 +303,7 @@ def test_annexed_outputs_reach_the_remote_before_the_branch(
     lab = make_lab(tmp_path, _annex_pipeline_template, annex_remote=True)
     daemon = Daemon(lab).start()
     try:
-        wait_for(daemon.idle, what="the start-up scan to finish")
+        wait_for(daemon.scanned, what="the start-up scan to finish")
         user = lab.user
         (user.path / "raw" / "data.txt").unlink()
         user.write("raw/data.txt", "# measurements\n3\n1\n2\n10\n")

@@ -31,7 +31,7 @@ from rerund.jobs import JobRunner, JobServices, LocalExecutor, compute_plan
 from rerund.metrics import Metrics
 from rerund.notify import sd_notify, watchdog_interval_s
 from rerund.plan import Plan
-from rerund.store import EventResult, Store
+from rerund.store import EventResult, Notification, Store
 from rerund.triggers import spool
 from rerund.triggers.watcher import DirectoryWatcher
 
@@ -51,6 +51,8 @@ class Service:
         self._work_available = asyncio.Event()
         self._intake_wanted = asyncio.Event()
         self._dirty_repos: set[str] = set()
+        self._pending_events: list[tuple[Notification, asyncio.Future[EventResult]]] = []
+        self._events_waiting = asyncio.Event()
         self._spool_dirty = True
         self._draining = False
         self._cancel_steps = threading.Event()
@@ -97,6 +99,7 @@ class Service:
         self.store = Store(settings.state_dir / "rerund.sqlite")
         requeued = await asyncio.to_thread(self.store.recover)
         spool.prepare_spool(settings.spool_dir)
+        self._spawn(self._event_writer(), "event-writer")
         self._runner = web.AppRunner(make_app(self), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(
@@ -281,6 +284,7 @@ class Service:
     async def _drain_spool(self) -> None:
         repos = self.settings.all_repos()
         for path in await asyncio.to_thread(spool.pending, self.settings.spool_dir):
+            log.info("spool file read", file=path.name)
             for update in await asyncio.to_thread(_read_spool_file, path, repos):
                 await self.record_event(
                     update.repo, update.branch, update.old, update.new, source="hook"
@@ -310,18 +314,16 @@ class Service:
         delivery_id: str | None = None,
         force: bool = False,
     ) -> EventResult:
-        """Store a push notification durably; wake a worker when it brings work."""
-        result = await asyncio.to_thread(
-            self.db.record_event,
-            repo,
-            branch,
-            old,
-            new,
-            source,
-            now=time.time(),
-            delivery_id=delivery_id,
-            force=force,
-        )
+        """Store a push notification durably; wake a worker when it brings work.
+
+        Notifications arriving together are written in one transaction by the
+        event writer, so a burst of webhooks costs one disk sync, not one each.
+        """
+        note = Notification(repo, branch, old, new, source, delivery_id, force)
+        answer: asyncio.Future[EventResult] = asyncio.get_running_loop().create_future()
+        self._pending_events.append((note, answer))
+        self._events_waiting.set()
+        result = await answer
         self.metrics.events.labels(source, result.outcome).inc()
         if result.outcome in ("queued", "coalesced"):
             self._work_available.set()
@@ -335,6 +337,25 @@ class Service:
             job=result.job_id,
         )
         return result
+
+    async def _event_writer(self) -> None:
+        while True:
+            await self._events_waiting.wait()
+            self._events_waiting.clear()
+            batch, self._pending_events = self._pending_events, []
+            if not batch:
+                continue
+            notes = [note for note, _ in batch]
+            try:
+                results = await asyncio.to_thread(self.db.record_events, notes, now=time.time())
+            except Exception as exc:  # every waiting request hears about it
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for (_, answer), result in zip(batch, results, strict=True):
+                if not answer.done():
+                    answer.set_result(result)
 
     # -- questions for the API -------------------------------------------------------
 
