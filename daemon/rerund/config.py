@@ -107,12 +107,12 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
     if duplicate is not None:
         raise ConfigError(f"repos: the name {duplicate!r} is used twice")
     settings = Settings(
-        state_dir=base / reader.string("state_dir", "var"),
+        state_dir=(base / reader.string("state_dir", "var")).resolve(),
         listen_host=host,
         listen_port=port,
         api_token=_secret(http, "token", base),
         repos=repos,
-        repos_dir=base / repos_dir if repos_dir else None,
+        repos_dir=(base / repos_dir).resolve() if repos_dir else None,
         repos_dir_branch=reader.string("repos_dir_branch", "main"),
         max_concurrent_steps=limits.integer("max_concurrent_steps", 2, minimum=1),
         step_timeout_s=limits.number("step_timeout_s", 3600.0),
