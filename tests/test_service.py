@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -355,3 +356,36 @@ def _health(port: int) -> dict[str, object] | None:
             return health
     except OSError:
         return None
+
+
+def test_systemd_hears_ready_watchdog_and_stopping(lab: Lab, tmp_path: Path) -> None:
+    """Under Type=notify the daemon reports READY=1, pings WATCHDOG=1, and says STOPPING=1."""
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(address)
+        systemd.settimeout(10)
+        daemon = Daemon(lab, env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}).start()
+        heard = [systemd.recv(64).decode() for _ in range(3)]
+        assert 0 == daemon.stop()
+        while "STOPPING=1" not in heard:
+            heard.append(systemd.recv(64).decode())
+    assert "READY=1" == heard[0]
+    assert "WATCHDOG=1" in heard[1:3]
+
+
+def test_sighup_reloads_the_repository_list(lab: Lab, tmp_path: Path) -> None:
+    """Adding a repository to the settings and sending SIGHUP serves it without a restart."""
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.scanned, what="the start-up scan to finish")
+        second = tmp_path / "srv" / "second.git"
+        git("clone", "-q", "--bare", str(lab.bare), str(second), cwd=tmp_path)
+        with lab.config.open("a") as config:
+            config.write(f'[[repos]]\nname = "second"\nremote = "{second}"\nbranch = "main"\n')
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGHUP)
+
+        wait_for(lambda: len(daemon.get("/api/repos")["repos"]) == 2, what="the reload")
+        wait_for(lambda: any(j["repo"] == "second" for j in daemon.jobs()), what="a scan of it")
+    finally:
+        daemon.stop()
