@@ -7,6 +7,7 @@ pays for its own config lookups.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from rerund.errors import RerundError
@@ -29,6 +30,8 @@ class DatasetConfig:
     record_dir: str
     implicit_inputs: bool
     drift: DriftPolicy
+    only_annex_hooks: bool
+    """No commit hook but git-annex's own pre-commit (so reruns may commit without hooks)."""
 
     @classmethod
     def read(cls, repo: GitRepo) -> DatasetConfig:
@@ -57,4 +60,21 @@ class DatasetConfig:
             record_dir=last("datalad.run.record-directory", SIDECAR_DIR).strip("/"),
             implicit_inputs=last("rerund.implicit-inputs", "true").lower() not in _FALSE,
             drift="report" if drift == "report" else "rerun",
+            only_annex_hooks=_only_annex_hooks(repo),
         )
+
+
+_ANNEX_PRE_COMMIT = "# automatically configured by git-annex\ngit annex pre-commit .\n"
+
+
+def _only_annex_hooks(repo: GitRepo) -> bool:
+    hooks = Path(repo.text("rev-parse", "--git-path", "hooks"))
+    hooks = hooks if hooks.is_absolute() else repo.path / hooks
+    for name in ("pre-commit", "commit-msg"):  # the hooks --no-verify skips
+        hook = hooks / name
+        if not hook.is_file():
+            continue
+        text = hook.read_text(encoding="utf-8", errors="replace")
+        if name != "pre-commit" or text.replace("#!/bin/sh\n", "", 1) != _ANNEX_PRE_COMMIT:
+            return False
+    return True
