@@ -120,3 +120,24 @@ def test_annexed_sidecar_is_fetched_in_a_fresh_clone(dataset: Dataset, tmp_path:
     assert ["side"] == [step["summary"] for step in plan["steps"]]
     assert runinfo.exists()
     assert "" == run("git", "status", "--porcelain", cwd=clone).stdout
+
+
+def test_users_own_commit_hook_still_decides(pipeline: Dataset) -> None:
+    """A pre-commit hook of the user's runs for rerun commits; when it refuses, nothing lands."""
+    hook = pipeline.path / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'lab policy: no commits today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    pipeline.write("raw/data.txt", "4\n")
+    fix = _commit_bypassing_hook(pipeline)
+
+    done = rerund("rerun", cwd=pipeline.path, check=False)
+
+    assert 1 == done.returncode
+    assert "lab policy: no commits today" in done.stderr
+    assert fix == pipeline.head()
+
+
+def _commit_bypassing_hook(ds: Dataset) -> str:
+    ds.git("add", "raw/data.txt")
+    ds.git("commit", "-q", "--no-verify", "-m", "fix raw data")
+    return ds.head()
