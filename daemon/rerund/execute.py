@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import signal
 import subprocess
 import threading
@@ -225,7 +226,6 @@ def _clear_outputs(
     candidates.extend(automatic)
     read_specs = [spec_matcher(spec, record.pwd) for spec in [*record.inputs, *record.extra_inputs]]
     named = set(named_paths(command, rel_exec))
-    unlock: list[str] = []
     annexed: list[str] = []
     for path in dict.fromkeys(candidates):
         if path in (".", "") or path.startswith(".git/") or path.startswith(".datalad/"):
@@ -236,14 +236,27 @@ def _clear_outputs(
         if _is_annexed(target):
             annexed.append(path)
             if target.exists():  # content present: unlock so the command writes a copy
-                unlock.append(path)
+                _unlock(target)
             else:
                 target.unlink()
         elif path not in keep and path not in named and not _covered(path, read_specs):
             target.unlink()
-    if unlock:
-        repo.annex("unlock", "--quiet", "--", *unlock)
     return annexed
+
+
+def _unlock(link: Path) -> None:
+    """Replace an annex symlink by a private copy of its content.
+
+    What ``git annex unlock`` does for the command's sake, without starting
+    git-annex: the command may read and rewrite the file, and the object in
+    the annex is never written through (which root could do to a locked file).
+    The file is annexed and locked again when the step is saved.
+    """
+    content = link.resolve(strict=True)
+    copy = link.with_name(f".{link.name}.rerund-unlock")
+    shutil.copyfile(content, copy)
+    copy.chmod(0o644)
+    copy.replace(link)
 
 
 def _covered(path: str, specs: list[SpecMatcher]) -> bool:
