@@ -46,12 +46,7 @@ def test_hanging_command_is_stopped_and_nothing_committed(dataset: Dataset) -> N
     record = dataset.record()
     record["cmd"] = "echo started; sleep 30; cat in.txt > out.txt"
     body = json.dumps(record, indent=1, sort_keys=True)
-    dataset.git(
-        "commit", "-q", "--allow-empty", "-m",
-        f"[DATALAD RUNCMD] slow\n\n=== Do not change lines below ===\n{body}\n"
-        "^^^ Do not change lines above ^^^",
-    )  # fmt: skip
-    slow = dataset.head()
+    slow = dataset.commit_record("slow", body)
 
     done = rerund("rerun", "--timeout", "1", slow, cwd=dataset.path, check=False)
 
@@ -82,12 +77,7 @@ def test_failure_keeps_partial_work_and_runs_nothing_downstream(pipeline: Datase
 def test_record_running_outside_the_dataset_is_refused(dataset: Dataset) -> None:
     """A record whose pwd leaves the dataset is never executed."""
     record = {"cmd": "touch escaped", "pwd": "../..", "exit": 0, "inputs": [], "outputs": []}
-    dataset.git(
-        "commit", "-q", "--allow-empty", "-m",
-        "[DATALAD RUNCMD] escape\n\n=== Do not change lines below ===\n"
-        f"{json.dumps(record)}\n^^^ Do not change lines above ^^^",
-    )  # fmt: skip
-    head = dataset.head()
+    head = dataset.commit_record("escape", json.dumps(record))
 
     done = rerund("rerun", "HEAD", cwd=dataset.path, check=False)
 

@@ -238,11 +238,7 @@ def test_19_recorded_nonzero_exit_is_success_when_it_repeats(dataset: Dataset) -
 def test_20_foreign_records_are_not_run(dataset: Dataset) -> None:
     """Scenario 20: a record carrying another dataset's id is skipped, ours runs."""
     foreign = json.dumps({"cmd": "echo no > foreign", "dsid": "another-id", "pwd": ".", "exit": 0})
-    dataset.git(
-        "commit", "-q", "--allow-empty", "-m",
-        f"[DATALAD RUNCMD] theirs\n\n=== Do not change lines below ===\n{foreign}\n"
-        "^^^ Do not change lines above ^^^",
-    )  # fmt: skip
+    dataset.commit_record("theirs", foreign)
     ours = _datalad_run(dataset, "date +%N > ours")
 
     plan = dataset.plan("--since=")
@@ -270,12 +266,7 @@ def test_21_unavailable_annexed_input_fails_before_running(annexed_pipeline: Dat
 def test_23_malformed_records_are_clear_errors(dataset: Dataset) -> None:
     """Scenario 23: no `cmd`, or broken JSON: one clear line naming the commit, nothing runs."""
     for body, problem in (('{"pwd": "."}', "has no command"), ("{broken", "is not valid JSON")):
-        dataset.git(
-            "commit", "-q", "--allow-empty", "-m",
-            f"[DATALAD RUNCMD] bad\n\n=== Do not change lines below ===\n{body}\n"
-            "^^^ Do not change lines above ^^^",
-        )  # fmt: skip
-        bad = dataset.head()
+        bad = dataset.commit_record("bad", body)
         for args in (("rerun", bad), ("plan", "--since=")):
             done = rerund(*args, cwd=dataset.path, check=False)
             assert 1 == done.returncode
