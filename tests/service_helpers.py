@@ -70,6 +70,7 @@ def make_lab(
     watch: bool = True,
     annex_remote: bool = False,
     extra: str = "",
+    shutdown_timeout_s: int = 20,
 ) -> Lab:
     """Publish ``template`` to a bare repository and write rerund's settings for it."""
     bare = root / "srv" / "lab.git"
@@ -100,7 +101,7 @@ def make_lab(
     config.write_text(
         f'state_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\ntoken = "api-token"\n'
         "max_body_bytes = 65536\n"
-        "[limits]\nshutdown_timeout_s = 20\n"
+        f"[limits]\nshutdown_timeout_s = {shutdown_timeout_s}\n"
         f'[[repos]]\nname = "lab"\nremote = "{bare}"\nbranch = "main"\n'
         f'github_secret = "{secrets["github"]}"\ngitlab_token = "{secrets["gitlab"]}"\n'
         f'gitea_secret = "{secrets["gitea"]}"\nwatch = {"true" if watch else "false"}\n{extra}',

@@ -389,3 +389,26 @@ def test_sighup_reloads_the_repository_list(lab: Lab, tmp_path: Path) -> None:
         wait_for(lambda: any(j["repo"] == "second" for j in daemon.jobs()), what="a scan of it")
     finally:
         daemon.stop()
+
+
+def test_sigterm_mid_step_requeues_the_job_within_the_deadline(
+    _pipeline_template: Dataset, tmp_path: Path
+) -> None:
+    """SIGTERM past the drain deadline stops the step, requeues its job; a restart finishes it."""
+    lab = make_lab(tmp_path, _pipeline_template, shutdown_timeout_s=1)
+    daemon = Daemon(lab, env={"SLOW_STEP_S": "30"}).start()
+    wait_for(daemon.scanned, timeout_s=90, what="the start-up scan to finish")
+    fix = lab.push_fix()
+    wait_for(lambda: any(j["state"] == "running" for j in daemon.jobs()), what="a running job")
+
+    started = time.monotonic()
+    assert 0 == daemon.stop()
+    assert time.monotonic() - started < 15
+    assert fix == lab.tip()
+
+    restarted = Daemon(lab).start()
+    try:
+        wait_for(lambda: _landed(lab, fix), timeout_s=90, what="the requeued job to finish")
+        assert any(e["event"] == "job requeued" for e in restarted.events())
+    finally:
+        restarted.stop()
