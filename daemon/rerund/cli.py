@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from rerund.client import format_jobs, format_status, get_json
-from rerund.config import load as load_settings
-from rerund.config import parse_listen
 from rerund.dsconfig import DatasetConfig, DriftPolicy
 from rerund.errors import ConfigError, RerundError, RevisionError
+
+# The daemon's commands import their modules when run: aiohttp, structlog, watchdog,
+# urllib and tomllib would cost every `rerund plan` about a quarter second.
 from rerund.execute import ExecOptions, StepContext
 from rerund.gitrepo import GitRepo
 from rerund.history import HistoryIndex, dataset_id, read_run_records
@@ -153,7 +153,8 @@ def _rerun_command(args: argparse.Namespace) -> int:
 
 
 def _serve_command(args: argparse.Namespace) -> int:
-    # Imported here: aiohttp, structlog and watchdog cost `rerund plan` a quarter second.
+    from rerund.config import load as load_settings  # noqa: PLC0415
+    from rerund.config import parse_listen  # noqa: PLC0415
     from rerund.logs import configure as configure_logging  # noqa: PLC0415
     from rerund.service import EXIT_STARTUP_FAILED, Service  # noqa: PLC0415
 
@@ -170,7 +171,8 @@ def _serve_command(args: argparse.Namespace) -> int:
 
 
 def _hooks_install_command(args: argparse.Namespace) -> int:
-    from rerund.hookinstall import install as install_hook  # noqa: PLC0415 - see _serve_command
+    from rerund.config import load as load_settings  # noqa: PLC0415
+    from rerund.hookinstall import install as install_hook  # noqa: PLC0415
 
     settings = load_settings(args.config)
     target = install_hook(args.bare_repo, settings.spool_dir)
@@ -179,6 +181,8 @@ def _hooks_install_command(args: argparse.Namespace) -> int:
 
 
 def _daemon_url(args: argparse.Namespace) -> str:
+    from rerund.config import load as load_settings  # noqa: PLC0415
+
     if args.url:
         return str(args.url)
     settings = load_settings(args.config)
@@ -186,11 +190,15 @@ def _daemon_url(args: argparse.Namespace) -> str:
 
 
 def _jobs_command(args: argparse.Namespace) -> int:
+    from rerund.client import format_jobs, get_json  # noqa: PLC0415
+
     print(format_jobs(get_json(_daemon_url(args), "/api/jobs")["jobs"]))
     return 0
 
 
 def _status_command(args: argparse.Namespace) -> int:
+    from rerund.client import format_status, get_json  # noqa: PLC0415
+
     print(format_status(get_json(_daemon_url(args), "/healthz")))
     return 0
 
