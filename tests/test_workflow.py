@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from helpers import Dataset, rerund
 
 
@@ -103,3 +106,16 @@ def test_human_plan_names_step_command_and_reason(pipeline: Dataset) -> None:
     assert out[0].startswith("3 step(s) stale at ")
     assert "clean" in out[1] and f"input raw/data.txt changed in {fix[:8]}" in out[1]
     assert 4 == len(out)
+
+
+def test_plan_reads_a_bare_repository(pipeline: Dataset, tmp_path: Path) -> None:
+    """`rerund plan -C server.git` works on the server's bare repository, as in a clone."""
+    pipeline.write("raw/data.txt", "5\n")
+    pipeline.save("fix raw data")
+    bare = tmp_path / "server.git"
+    pipeline.git("clone", "-q", "--bare", str(pipeline.path), str(bare))
+
+    plan = json.loads(rerund("plan", "--json", "-C", str(bare), cwd=tmp_path).stdout)
+
+    assert pipeline.plan() == plan
+    assert 3 == len(plan["steps"])

@@ -42,9 +42,9 @@ class GitRepo:
 
     @classmethod
     def discover(cls, path: Path) -> GitRepo:
-        """The repository containing ``path`` (its top level when not bare)."""
+        """The repository containing ``path``: its top level, or the bare repository itself."""
         probe = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel", "--is-bare-repository"],
+            ["git", "rev-parse", "--is-bare-repository", "--absolute-git-dir"],
             cwd=path,
             capture_output=True,
             text=True,
@@ -52,10 +52,17 @@ class GitRepo:
         )
         if probe.returncode != 0:
             raise NotADatasetError(f"{path} is not inside a git repository")
-        lines = probe.stdout.split("\n")
-        if lines[0] == "true":  # bare: no top level printed
-            return cls(path.resolve())
-        return cls(Path(lines[0]))
+        bare, git_dir = probe.stdout.split("\n")[:2]
+        if bare == "true":
+            return cls(Path(git_dir))
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return cls(Path(top.stdout.strip()))
 
     def run(
         self,
