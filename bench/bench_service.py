@@ -291,8 +291,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": machine_info()}
-    with scratch_dir("rerund-bench-ingest") as root:
-        results["ingest"] = bench_ingest(root, 5 if args.quick else 15, 16)
+    rounds = []
+    for _ in range(1 if args.quick else 3):  # this shared VM is noisy: report every round
+        with scratch_dir("rerund-bench-ingest") as root:
+            rounds.append(bench_ingest(root, 5 if args.quick else 15, 16))
+    results["ingest_rounds"] = rounds
+    results["ingest"] = sorted(rounds, key=lambda r: r["requests_per_s"])[len(rounds) // 2]
     with scratch_dir("rerund-bench-latency") as root:
         results["latency"] = bench_latency(root, 3 if args.quick else 10)
     with scratch_dir("rerund-bench-memory") as root:
@@ -314,6 +318,11 @@ def main() -> None:
                     "p50 / p99 latency",
                     f"{ingest['p50']:.2f} / {ingest['p99']:.2f} ms",
                     "p99 < 20 ms",
+                ],
+                [
+                    "every round: deliveries/s, p99",
+                    "; ".join(f"{r['requests_per_s']:.0f}, {r['p99']:.1f} ms" for r in rounds),
+                    "",
                 ],
                 [
                     "deliveries answered / stored",

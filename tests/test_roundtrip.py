@@ -85,3 +85,30 @@ def test_since_selects_what_datalad_rerun_since_selects(pipeline: Dataset) -> No
             if r.get("rerun_action") == "run"
         ]
         assert theirs == ours
+
+
+def test_unlocked_input_holding_its_pointer_is_filled_in(annexed_pipeline: Dataset) -> None:
+    """An unlocked annexed input still holding pointer text (content present) is filled in."""
+    ds = annexed_pipeline
+    run("git", "annex", "unlock", "raw/data.txt", cwd=ds.path)
+    ds.write("raw/data.txt", "5\n4\n")
+    run("git", "-c", "annex.addunlocked=true", "annex", "add", "-q", "raw/data.txt", cwd=ds.path)
+    ds.git("commit", "-q", "-m", "fix raw data, unlocked")
+    assert ds.git("cat-file", "-p", "HEAD:raw/data.txt").startswith("/annex/objects/")
+    (ds.path / "raw" / "data.txt").unlink()
+    # As rerund's work clones check out: without git-annex's filter and hooks.
+    no_annex = [
+        "-c",
+        "filter.annex.process=",
+        "-c",
+        "filter.annex.smudge=",
+        "-c",
+        "core.hooksPath=/dev/null",
+    ]
+    ds.git(*no_annex, "checkout", "--", "raw/data.txt")
+    assert ds.read("raw/data.txt").startswith("/annex/objects/")
+
+    rerund("rerun", cwd=ds.path)
+
+    assert "4\n5\n" == ds.read("work/clean.txt")
+    assert "rows and total: 2 9\n" == ds.read("report.txt")

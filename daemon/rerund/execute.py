@@ -27,7 +27,7 @@ from rerund.errors import (
     StepCancelledError,
     StepFailedError,
 )
-from rerund.gitrepo import GitRepo
+from rerund.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
 from rerund.globbing import SpecMatcher, expand_specs, spec_matcher
 from rerund.placeholders import expand_command, format_io_specs, named_paths
 from rerund.plan import Step
@@ -165,8 +165,13 @@ def _get_content(root: Path, paths: list[str], step: Step) -> None:
     absent = [path for path in dict.fromkeys(paths) if _lacks_content(Path(path))]
     if not absent:
         return
+    runner = GitRepo(root)
     try:
-        GitRepo(root).annex("get", "--quiet", "--", *absent)
+        runner.annex("get", "--quiet", "--", *absent)
+        if any(not Path(path).is_symlink() for path in absent):
+            # Unlocked files whose content was already here keep their pointer text
+            # after `get` (rerund checks out without git-annex's filter): fill them in.
+            runner.annex("smudge", "--update")
     except GitError as exc:
         raise InputError(
             f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
@@ -186,7 +191,9 @@ def _lacks_content(path: Path) -> bool:
             if not _skip_dir(dirnames)
             for name in names
         )
-    return _is_annexed(path) and not path.exists()
+    if path.is_symlink():
+        return _is_annexed(path) and not path.exists()
+    return _is_annexed(path)  # an unlocked file still holding its pointer text
 
 
 def _skip_dir(dirnames: list[str]) -> bool:
@@ -368,8 +375,8 @@ def _save(
         repo.annex("add", "--quiet", "--", *to_annex)
     plain = sorted(changed.all - set(to_annex)) if config.is_annex else sorted(changed.all)
     if plain:
-        repo.run(*_WITHOUT_ANNEX_FILTER, "add", "--all", "--", *plain)
-    if repo.succeeds(*_WITHOUT_ANNEX_FILTER, "diff", "--cached", "--quiet"):
+        repo.run(*WITHOUT_ANNEX_FILTER, "add", "--all", "--", *plain)
+    if repo.succeeds(*WITHOUT_ANNEX_FILTER, "diff", "--cached", "--quiet"):
         return None  # e.g. unlocked outputs rewritten identically and locked again
     if config.record_sidecar:
         _write_sidecar(repo, record, config)
@@ -378,21 +385,9 @@ def _save(
     # ours are fresh from `git annex add`. Any other hook of the user's still runs.
     skip_hooks = ("--no-verify",) if config.only_annex_hooks else ()
     repo.run(
-        *_WITHOUT_ANNEX_FILTER, "commit", "--quiet", *skip_hooks, "-F", "-", stdin=message.encode()
+        *WITHOUT_ANNEX_FILTER, "commit", "--quiet", *skip_hooks, "-F", "-", stdin=message.encode()
     )
     return repo.text("rev-parse", "HEAD")
-
-
-# Staging files that are plain git content needs no git-annex filter process
-# (which would cost ~40 ms per git call in an annex repository).
-_WITHOUT_ANNEX_FILTER = (
-    "-c",
-    "filter.annex.process=",
-    "-c",
-    "filter.annex.clean=",
-    "-c",
-    "filter.annex.smudge=",
-)
 
 
 @dataclass(frozen=True)
@@ -403,7 +398,7 @@ class _Changes:
 
 def _changed_paths(repo: GitRepo) -> _Changes | None:
     out = repo.run(
-        *_WITHOUT_ANNEX_FILTER,
+        *WITHOUT_ANNEX_FILTER,
         "status",
         "--porcelain=v1",
         "-z",

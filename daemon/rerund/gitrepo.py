@@ -20,6 +20,17 @@ from rerund.errors import GitError, NotADatasetError
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 NULL_SHA = "0" * 40
 
+# Options for git calls that touch only plain git content: without them, every
+# git call in an annex repository starts a git-annex filter process (~40 ms).
+WITHOUT_ANNEX_FILTER = (
+    "-c",
+    "filter.annex.process=",
+    "-c",
+    "filter.annex.clean=",
+    "-c",
+    "filter.annex.smudge=",
+)
+
 # Commits rerund writes must not depend on the user's editor, pager or locale.
 _BASE_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C.UTF-8"}
 

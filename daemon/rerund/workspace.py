@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from rerund.config import RepoSettings
-from rerund.gitrepo import GitRepo
+from rerund.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
 from rerund.retry import transient_git
 
 COMMITTER = {
@@ -43,7 +43,19 @@ class Workspace:
         self.fetch(repo)
         if repo.resolve(target) is None:
             transient_git(lambda: repo.run("fetch", "--quiet", "origin", target))()
-        repo.run("checkout", "--quiet", "--force", "-B", work_branch(self.settings.branch), target)
+        # git-annex's post-checkout hook and smudge filter would only fill in unlocked
+        # files' content, which the executor fetches itself when a step needs it.
+        repo.run(
+            *WITHOUT_ANNEX_FILTER,
+            "-c",
+            "core.hooksPath=/dev/null",
+            "checkout",
+            "--quiet",
+            "--force",
+            "-B",
+            work_branch(self.settings.branch),
+            target,
+        )
         repo.run("clean", "-ffdxq")
         return repo
 
