@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from rerund.annexbatch import BatchAdd
 from rerund.dsconfig import DatasetConfig
 from rerund.errors import (
     GitError,
@@ -50,6 +51,8 @@ class StepContext:
 
     dsid: str | None
     config: DatasetConfig
+    annex_add: BatchAdd | None = None
+    """A batch ``git annex add`` shared by the steps (else each step starts its own)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def execute_step(
             str(log_path),
         )
     new_record = step.record.rerun_of(step.commit, dsid=context.dsid, exit_code=exit_code)
-    new_commit = _save(repo, step.summary, new_record, prepared.relock, context.config)
+    new_commit = _save(repo, step.summary, new_record, prepared.relock, context)
     return StepResult(
         step=step,
         outcome="committed" if new_commit else "identical",
@@ -358,7 +361,7 @@ def _kill(process: subprocess.Popen[bytes], log: BinaryIO, why: str) -> None:
 
 
 def _save(
-    repo: GitRepo, summary: str, record: RunRecord, relock: list[str], config: DatasetConfig
+    repo: GitRepo, summary: str, record: RunRecord, relock: list[str], context: StepContext
 ) -> str | None:
     """Commit every change as DataLad's ``save`` would; ``None`` when nothing changed.
 
@@ -367,13 +370,19 @@ def _save(
     already in git stay in git and are staged without starting git-annex, which
     keeps a step's own cost to a few git calls.
     """
+    config = context.config
     changed = _changed_paths(repo)
     if not changed:
         return None
     to_annex = [path for path in [*changed.untracked, *relock] if path in changed.all]
-    if config.is_annex and to_annex:
+    if not config.is_annex:
+        to_annex = []
+    elif to_annex and context.annex_add is not None:
+        context.annex_add.add(to_annex)  # ingested now; staged below with the rest
+        to_annex = []
+    elif to_annex:
         repo.annex("add", "--quiet", "--", *to_annex)
-    plain = sorted(changed.all - set(to_annex)) if config.is_annex else sorted(changed.all)
+    plain = sorted(changed.all - set(to_annex))
     if plain:
         repo.run(*WITHOUT_ANNEX_FILTER, "add", "--all", "--", *plain)
     if repo.succeeds(*WITHOUT_ANNEX_FILTER, "diff", "--cached", "--quiet"):

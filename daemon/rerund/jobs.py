@@ -14,6 +14,7 @@ from typing import Protocol
 
 import structlog
 
+from rerund.annexbatch import BatchAdd
 from rerund.config import RepoSettings, Settings
 from rerund.dsconfig import DatasetConfig
 from rerund.errors import RerundError, StepCancelledError
@@ -129,7 +130,12 @@ class JobRunner:
             if not plan.steps:
                 return _Outcome("succeeded", target)
             config = await asyncio.to_thread(DatasetConfig.read, repo)
-            failure = await self._execute(job, repo, plan, StepContext(dsid, config), target)
+            annex_add = BatchAdd(repo)
+            try:
+                context = StepContext(dsid, config, annex_add)
+                failure = await self._execute(job, repo, plan, context, target)
+            finally:
+                await asyncio.to_thread(annex_add.close)
             if failure is not None:
                 ref = await asyncio.to_thread(
                     push_side_ref,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from rerund.annexbatch import BatchAdd
 from rerund.errors import DirtyTreeError, RerundError
 from rerund.execute import ExecOptions, StepContext, StepResult, execute_step
 from rerund.gitrepo import GitRepo
@@ -51,16 +52,18 @@ def replay(
     require_clean(repo)
     report = ReplayReport()
     head = repo.text("rev-parse", "HEAD")
-    for position, step in enumerate(plan.steps):
-        try:
-            result = execute_step(repo, step, head, context, options)
-        except RerundError as exc:
-            report.failure = exc
-            report.failed_step = step
-            report.not_run = list(plan.steps[position + 1 :])
-            return report
-        head = result.head
-        report.results.append(result)
-        if on_step is not None:
-            on_step(result)
+    with BatchAdd(repo) as annex_add:
+        context = replace(context, annex_add=annex_add)
+        for position, step in enumerate(plan.steps):
+            try:
+                result = execute_step(repo, step, head, context, options)
+            except RerundError as exc:
+                report.failure = exc
+                report.failed_step = step
+                report.not_run = list(plan.steps[position + 1 :])
+                return report
+            head = result.head
+            report.results.append(result)
+            if on_step is not None:
+                on_step(result)
     return report
