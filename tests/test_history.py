@@ -41,23 +41,3 @@ def test_index_rebuilds_after_history_rewrite(pipeline: Dataset) -> None:
     assert int(pipeline.git("rev-list", "--count", "HEAD")) == read
     assert ["clean", "stats"] == [r.summary for r in index.records()]
     assert pipeline.head() == index.commit_at(index.tip_seq)
-
-
-def test_changes_since_ignores_reverted_content(pipeline: Dataset) -> None:
-    """A path changed and changed back reports no change; a real change names its commit."""
-    index = _index(pipeline)
-    index.update(pipeline.head())
-    seq = index.tip_seq
-    original = pipeline.read("raw/data.txt")
-    pipeline.write("raw/data.txt", "1\n")
-    pipeline.save("change")
-    pipeline.write("raw/data.txt", original)
-    pipeline.save("revert")
-    pipeline.write("raw/other.txt", "1\n")
-    other = pipeline.save("other")
-    index.update(pipeline.head())
-
-    changes = list(index.changes_since("raw", seq))
-
-    assert [("raw/other.txt", other)] == [(c.path, index.commit_at(c.last_seq)) for c in changes]
-    assert None is changes[0].before

@@ -52,17 +52,6 @@ CREATE TABLE IF NOT EXISTS records (
 );
 """
 
-# Paths changed after :seq, each with its newest change and its content at :seq.
-_CHANGES = (
-    "SELECT c.path, MAX(c.seq),"
-    " (SELECT b.content FROM changes b WHERE b.path = c.path AND b.seq <= :seq"
-    "  ORDER BY b.seq DESC LIMIT 1)"
-    " FROM changes c WHERE c.seq > :seq"
-)
-# "/" sorts just before "0": (prefix/, prefix0) holds exactly what lies beneath.
-_CHANGES_UNDER = _CHANGES + " AND (c.path = :p OR (c.path > :lo AND c.path < :hi)) GROUP BY c.path"
-_CHANGES_ANYWHERE = _CHANGES + " GROUP BY c.path"
-
 
 @dataclass(frozen=True)
 class IndexedRecord:
@@ -96,17 +85,6 @@ class IndexListener(Protocol):
     def reset(self) -> None: ...
 
     def commit_added(self, commit: IndexedCommit) -> None: ...
-
-
-@dataclass(frozen=True)
-class PathChange:
-    """A path whose content differs between two points of the chain."""
-
-    path: str
-    before: str | None
-    now: str | None
-    last_seq: int
-    """The newest commit (by ``seq``) that changed the path."""
 
 
 @dataclass
@@ -339,10 +317,6 @@ class HistoryIndex:
         )
         return [_record_from_row(row) for row in rows]
 
-    def seq_of(self, sha: str) -> int | None:
-        row = self._db.execute("SELECT seq FROM commits WHERE sha = ?", (sha,)).fetchone()
-        return int(row[0]) if row else None
-
     def commit_at(self, seq: int) -> str:
         row = self._db.execute("SELECT sha FROM commits WHERE seq = ?", (seq,)).fetchone()
         if row is None:
@@ -356,21 +330,6 @@ class HistoryIndex:
             (path, seq),
         ).fetchone()
         return row[0] or None if row else None
-
-    def changes_since(self, prefix: str, seq: int) -> Iterator[PathChange]:
-        """Paths under ``prefix`` changed after commit ``seq`` whose content now differs.
-
-        ``prefix`` is a path or a directory ("" for everything). A change that
-        was later reverted is no change: the contents before and now are equal.
-        """
-        params = {"p": prefix, "lo": prefix + "/", "hi": prefix + "0", "seq": seq}
-        rows = self._db.execute(_CHANGES_UNDER if prefix else _CHANGES_ANYWHERE, params)
-        for path, last_seq, before in rows:
-            now = self._db.execute(
-                "SELECT content FROM changes WHERE path = ? AND seq = ?", (path, last_seq)
-            ).fetchone()[0]
-            if (before or None) != (now or None):
-                yield PathChange(path, before or None, now or None, int(last_seq))
 
     # -- housekeeping -------------------------------------------------------------------
 

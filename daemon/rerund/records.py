@@ -19,7 +19,7 @@ import json
 import lzma
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rerund.errors import RecordError
@@ -107,12 +107,6 @@ class RunMessage:
     summary: str
     record: RunRecord | None = None
     sidecar_id: str | None = None
-    trailer: str = field(default="")
-
-
-def is_run_message(message: str) -> bool:
-    """Cheap test used while scanning history: does the message carry the tag?"""
-    return message.startswith(TAG)
 
 
 def parse_message(message: str, commit: str) -> RunMessage | None:
@@ -128,7 +122,6 @@ def parse_message(message: str, commit: str) -> RunMessage | None:
         return None
     summary = match.group(1).rstrip()
     body = match.group(2)
-    trailer = message[match.end() :].lstrip("\n")
     try:
         value = json.loads(body)
     except ValueError as exc:
@@ -136,10 +129,10 @@ def parse_message(message: str, commit: str) -> RunMessage | None:
     if isinstance(value, str):
         if not _SIDECAR_ID.fullmatch(value):
             raise RecordError(commit, f"names a sidecar file with a malformed id {value!r}")
-        return RunMessage(summary, sidecar_id=value, trailer=trailer)
+        return RunMessage(summary, sidecar_id=value)
     if not isinstance(value, dict):
         raise RecordError(commit, f"holds a JSON {type(value).__name__}, not an object")
-    return RunMessage(summary, record=record_from_json(value, commit), trailer=trailer)
+    return RunMessage(summary, record=record_from_json(value, commit))
 
 
 def record_from_json(value: dict[str, Any], commit: str) -> RunRecord:
