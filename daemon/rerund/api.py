@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rerund import __version__
 from rerund.config import RepoSettings
 from rerund.errors import GitError, RerundError
+from rerund.store import StepRow
 from rerund.triggers.webhooks import PROVIDERS, Ignored, Ping, WebhookError, parse, verify
 
 if TYPE_CHECKING:
@@ -148,13 +149,21 @@ async def job_log(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     if await asyncio.to_thread(store.job, job_id) is None:
         return _error(404, f"no job {job_id}")
+    steps = await asyncio.to_thread(store.steps, job_id)
+    return web.Response(
+        text=await asyncio.to_thread(_job_log_text, steps), content_type="text/plain"
+    )
+
+
+def _job_log_text(steps: list[StepRow]) -> str:
+    """Every step's log in order, each under a header line."""
     parts = []
-    for step in await asyncio.to_thread(store.steps, job_id):
+    for step in steps:
         text = "(no output)\n"
         if step.log_path and Path(step.log_path).is_file():
             text = Path(step.log_path).read_text(encoding="utf-8", errors="replace")
         parts.append(f"=== step {step.position + 1} {step.record[:12]} [{step.state}]\n{text}")
-    return web.Response(text="".join(parts), content_type="text/plain")
+    return "".join(parts)
 
 
 async def list_repos(request: web.Request) -> web.Response:

@@ -96,7 +96,7 @@ class Service:
     async def startup(self) -> None:
         settings = self.settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(settings.state_dir / "rerund.sqlite")
+        self.store = await asyncio.to_thread(Store, settings.state_dir / "rerund.sqlite")
         requeued = await asyncio.to_thread(self.store.recover)
         spool.prepare_spool(settings.spool_dir)
         self._spawn(self._event_writer(), "event-writer")
@@ -151,7 +151,7 @@ class Service:
             await self._runner.cleanup()  # no new webhooks or API calls
             self._runner = None
         if self._watcher is not None:
-            self._watcher.stop()
+            await asyncio.to_thread(self._watcher.stop)
         self._draining = True
         self._work_available.set()
         if self._workers:
@@ -188,7 +188,7 @@ class Service:
         if self._services is not None:
             self._services.settings = self.settings
         if self._watcher is not None:
-            self._watcher.stop()
+            await asyncio.to_thread(self._watcher.stop)
         self._start_watching()
         self._dirty_repos.update(repo.name for repo in self.settings.all_repos())
         self._intake_wanted.set()
