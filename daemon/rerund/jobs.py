@@ -158,7 +158,7 @@ class JobRunner:
                 )
             except BranchMovedError:
                 await asyncio.to_thread(workspace.fetch, repo)
-                target = workspace.remote_tip(repo) or target
+                target = await asyncio.to_thread(workspace.remote_tip, repo) or target
                 log.info("branch moved; planning again", target=target)
                 continue
             published = tip if tip != target else None
