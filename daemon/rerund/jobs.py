@@ -158,7 +158,8 @@ class JobRunner:
                 )
             except BranchMovedError:
                 await asyncio.to_thread(workspace.fetch, repo)
-                target = await asyncio.to_thread(workspace.remote_tip, repo) or target
+                moved_to = await asyncio.to_thread(workspace.remote_tip, repo)
+                target = moved_to or target
                 log.info("branch moved; planning again", target=target)
                 continue
             published = tip if tip != target else None
