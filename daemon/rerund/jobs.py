@@ -121,7 +121,7 @@ class JobRunner:
         workspace = Workspace(self.services.settings.state_dir, repo_settings)
         target = job.target
         for _ in range(MAX_REPLANS):
-            repo = await asyncio.to_thread(workspace.prepare, target)
+            repo, target = await asyncio.to_thread(workspace.prepare, target)
             plan, dsid = await asyncio.to_thread(compute_plan, repo, job.branch, repo_settings)
             await asyncio.to_thread(
                 self.services.store.set_steps, job.id, [step.to_json() for step in plan.steps]
@@ -157,10 +157,7 @@ class JobRunner:
                     publish, repo, job.branch, target, annex=config.is_annex
                 )
             except BranchMovedError:
-                await asyncio.to_thread(workspace.fetch, repo)
-                moved_to = await asyncio.to_thread(workspace.remote_tip, repo)
-                target = moved_to or target
-                log.info("branch moved; planning again", target=target)
+                log.info("branch moved; planning again on its new tip")
                 continue
             published = tip if tip != target else None
             return _Outcome("succeeded", tip, published=published)

@@ -35,12 +35,17 @@ class Workspace:
         self.path = state_dir / "work" / slug
         self.failed_dir = state_dir / "failed" / slug
 
-    def prepare(self, target: str) -> GitRepo:
-        """A clean checkout of ``target`` on the work branch, fetched from the remote."""
+    def prepare(self, fallback: str) -> tuple[GitRepo, str]:
+        """A clean checkout of the remote branch's current tip; returns it with the repo.
+
+        Planning at the current tip (not the pushed one, ``fallback``) lets one job
+        cover every push that came in since, and publish with a fast-forward.
+        """
         if not (self.path / ".git").is_dir():
             self._clone()
         repo = GitRepo(self.path, env=COMMITTER)
         self.fetch(repo)
+        target = self.remote_tip(repo) or fallback
         if repo.resolve(target) is None:
             transient_git(lambda: repo.run("fetch", "--quiet", "origin", target))()
         # git-annex's post-checkout hook and smudge filter would only fill in unlocked
@@ -57,7 +62,7 @@ class Workspace:
             target,
         )
         repo.run("clean", "-ffdxq")
-        return repo
+        return repo, target
 
     def fetch(self, repo: GitRepo) -> None:
         branch = self.settings.branch
