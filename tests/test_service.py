@@ -333,7 +333,7 @@ def test_embedded_defaults_start_with_state_in_var(tmp_path: Path) -> None:
     """`rerund serve` with no settings file keeps its SQLite state in ./var and answers."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "rerund.cli", "serve", "--listen", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "rerund", "serve", "--listen", f"127.0.0.1:{port}"],
         cwd=tmp_path,
         stderr=subprocess.DEVNULL,
     )

@@ -1,0 +1,7 @@
+"""``python -m rerund``: the same command line as the ``rerund`` script."""
+
+import sys
+
+from rerund.cli import main
+
+sys.exit(main())
