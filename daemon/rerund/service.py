@@ -97,7 +97,9 @@ class Service:
         settings = self.settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = await asyncio.to_thread(Store, settings.state_dir / "rerund.sqlite")
-        requeued = await asyncio.to_thread(self.store.recover)
+        requeued = await asyncio.to_thread(
+            self.store.recover, max_attempts=settings.job_max_attempts
+        )
         spool.prepare_spool(settings.spool_dir)
         self._spawn(self._event_writer(), "event-writer")
         self._runner = web.AppRunner(make_app(self), access_log=None)

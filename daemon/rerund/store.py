@@ -224,9 +224,19 @@ class Store:
 
     # -- workers ----------------------------------------------------------------------
 
-    def recover(self) -> int:
-        """At start-up: jobs left ``running`` by a dead process go back to the queue."""
+    def recover(self, *, max_attempts: int) -> int:
+        """At start-up: jobs left ``running`` by a dead process go back to the queue.
+
+        A job that has already been tried ``max_attempts`` times fails instead, so
+        a job that kills the daemon cannot do so forever. Returns how many requeued.
+        """
         with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'failed', lease_until = NULL,"
+                " error = 'the daemon stopped during every attempt'"
+                " WHERE state = 'running' AND attempts >= ?",
+                (max_attempts,),
+            )
             cursor = db.execute(
                 "UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'"
             )
