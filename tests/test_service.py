@@ -412,3 +412,28 @@ def test_sigterm_mid_step_requeues_the_job_within_the_deadline(
         assert any(e["event"] == "job requeued" for e in restarted.events())
     finally:
         restarted.stop()
+
+
+def test_identical_reproduction_is_published_as_a_note_and_not_rerun_again(lab: Lab) -> None:
+    """Steps that reproduce identically leave a note on the remote; later pushes rerun nothing."""
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.scanned, what="the start-up scan to finish")
+        fix = lab.push_fix("# measured again, same values\n3\n1\n2\n")
+        wait_for(lambda: len(daemon.jobs()) == 2 and daemon.idle(), what="the identical reruns")
+        job = daemon.get(f"/api/jobs/{daemon.jobs()[0]['id']}")
+        assert ["identical"] * 3 == [step["state"] for step in job["steps"]]
+        assert fix == lab.tip()
+        notes = git("notes", "--ref=refs/notes/rerund", "list", cwd=lab.bare).splitlines()
+        assert 3 == len(notes)
+        assert [] == daemon.get("/api/repos/lab/plan")["steps"]
+
+        lab.user.write("notes.txt", "unrelated\n")
+        lab.user.git("add", "notes.txt")
+        lab.user.git("commit", "-qm", "unrelated")
+        lab.user.git("push", "-q", "origin", "HEAD:main")
+        wait_for(lambda: len(daemon.jobs()) == 3 and daemon.idle(), what="the next job")
+
+        assert [] == daemon.get(f"/api/jobs/{daemon.jobs()[0]['id']}")["steps"]
+    finally:
+        daemon.stop()

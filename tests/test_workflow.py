@@ -119,3 +119,21 @@ def test_plan_reads_a_bare_repository(pipeline: Dataset, tmp_path: Path) -> None
 
     assert pipeline.plan() == plan
     assert 3 == len(plan["steps"])
+
+
+def test_identical_reproduction_is_noted_and_then_nothing_is_stale(pipeline: Dataset) -> None:
+    """A raw change that changes no output: the rerun commits nothing, notes it, plan is empty."""
+    pipeline.write("raw/data.txt", "# measured again, same values\n3\n1\n2\n")
+    change = pipeline.save("reword the comment")
+    assert 3 == len(pipeline.plan()["steps"])
+
+    done = rerund("rerun", cwd=pipeline.path)
+
+    assert 3 == done.stdout.count("identical")
+    assert change == pipeline.head()
+    assert [] == pipeline.plan()["steps"]
+    note = pipeline.git("notes", "--ref=refs/notes/rerund", "show", pipeline.record_commit("clean"))
+    assert f"reproduced-at {change}" == note
+    pipeline.write("raw/data.txt", "# measured again, same values\n3\n1\n2\n4\n")
+    pipeline.save("a real change")
+    assert 3 == len(pipeline.plan()["steps"])

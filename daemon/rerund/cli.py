@@ -25,6 +25,7 @@ from rerund.plan import Plan, PlanOptions, since_plan, stale_plan
 from rerund.replay import replay
 from rerund.script import render_script
 from rerund.staleness import StalenessTracker
+from rerund.verified import reproductions
 
 EXIT_FAILED = 1
 
@@ -223,7 +224,8 @@ def _make_plan(
     try:
         tracker = StalenessTracker(index)
         tracker.update(head)
-        return stale_plan(tracker, _plan_options(config, args)), index.dataset_id
+        plan = stale_plan(tracker, _plan_options(config, args), reproductions(repo))
+        return plan, index.dataset_id
     finally:
         index.close()
 

@@ -317,6 +317,11 @@ class HistoryIndex:
         )
         return [_record_from_row(row) for row in rows]
 
+    def seq_of(self, sha: str) -> int | None:
+        """Where ``sha`` stands on the indexed chain, if it is there."""
+        row = self._db.execute("SELECT seq FROM commits WHERE sha = ?", (sha,)).fetchone()
+        return int(row[0]) if row else None
+
     def commit_at(self, seq: int) -> str:
         row = self._db.execute("SELECT sha FROM commits WHERE seq = ?", (seq,)).fetchone()
         if row is None:

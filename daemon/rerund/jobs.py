@@ -25,6 +25,7 @@ from rerund.plan import Plan, PlanOptions, Step, stale_plan
 from rerund.publish import BranchMovedError, publish, push_side_ref
 from rerund.staleness import StalenessTracker
 from rerund.store import Job, JobState, Store
+from rerund.verified import mark_reproduced, reproductions
 from rerund.workspace import Workspace, work_branch
 
 log = structlog.get_logger("rerund.jobs")
@@ -69,7 +70,7 @@ def compute_plan(repo: GitRepo, branch: str, settings: RepoSettings) -> tuple[Pl
         tracker = StalenessTracker(index)
         tracker.update(repo.text("rev-parse", "HEAD"))
         options = PlanOptions(implicit_inputs=settings.implicit_inputs, drift=settings.drift)
-        return stale_plan(tracker, options), index.dataset_id
+        return stale_plan(tracker, options, reproductions(repo)), index.dataset_id
     finally:
         index.close()
 
@@ -189,6 +190,8 @@ class JobRunner:
                     await asyncio.to_thread(self._step_failed, job, position, plan, exc, options)
                     log.warning("step finished", outcome="failed", error=str(exc))
                     return str(exc)
+            if result.outcome == "identical":
+                await asyncio.to_thread(mark_reproduced, repo, step.commit, head)
             head = result.head
             await asyncio.to_thread(
                 store.update_step,

@@ -9,7 +9,7 @@ No process is started here and no file content is hashed.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,7 +17,7 @@ from rerund.dsconfig import DriftPolicy
 from rerund.history import RangeCommit
 from rerund.placeholders import command_text
 from rerund.records import RunRecord
-from rerund.staleness import StalenessTracker
+from rerund.staleness import Diff, StalenessTracker
 
 ReasonKind = Literal["input", "implicit-input", "drift", "upstream", "requested", "since"]
 
@@ -105,13 +105,24 @@ class PlanOptions:
     drift: DriftPolicy = "rerun"
 
 
-def stale_plan(tracker: StalenessTracker, options: PlanOptions | None = None) -> Plan:
-    """The stale records at the tracked tip, in dependency order."""
+def stale_plan(
+    tracker: StalenessTracker,
+    options: PlanOptions | None = None,
+    reproduced: Mapping[str, Sequence[str]] | None = None,
+) -> Plan:
+    """The stale records at the tracked tip, in dependency order.
+
+    ``reproduced`` maps a record's commit to tips where rerunning it changed
+    nothing (see :mod:`rerund.verified`); a difference the newest such tip
+    already had is explained, not stale.
+    """
     options = options or PlanOptions()
     index = tracker.index
     diffs = [
         diff for diff in tracker.diffs() if options.implicit_inputs or diff.kind != "implicit-input"
     ]
+    if reproduced:
+        diffs = _unexplained(tracker, diffs, reproduced)
     direct = {diff.seq for diff in diffs if diff.kind != "drift" or options.drift == "rerun"}
     upstream = _propagate(tracker, set(direct), options)
     stale = direct | set(upstream)
@@ -147,6 +158,25 @@ def stale_plan(tracker: StalenessTracker, options: PlanOptions | None = None) ->
         if (record := records[seq].record) is not None  # the tracker lists only usable ones
     ]
     return Plan(index.tip or "", tuple(steps), tuple(notices))
+
+
+def _unexplained(
+    tracker: StalenessTracker, diffs: list[Diff], reproduced: Mapping[str, Sequence[str]]
+) -> list[Diff]:
+    """Drop differences that a later identical reproduction already covered."""
+    index = tracker.index
+    shas = index.commits_at({diff.seq for diff in diffs})
+    tip = index.tip_seq
+    kept: list[Diff] = []
+    for diff in diffs:
+        seqs = [index.seq_of(sha) for sha in reproduced.get(shas[diff.seq], ())]
+        latest = max((seq for seq in seqs if seq is not None), default=None)
+        same = latest is not None and index.content_at(diff.path, latest) == index.content_at(
+            diff.path, tip
+        )
+        if not same:
+            kept.append(diff)
+    return kept
 
 
 def _propagate(

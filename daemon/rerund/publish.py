@@ -10,6 +10,7 @@ from __future__ import annotations
 from rerund.errors import GitError, PublishError
 from rerund.gitrepo import GitRepo
 from rerund.retry import transient_git
+from rerund.verified import NOTES_REF
 
 _REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "stale info", "! [remote rejected]")
 
@@ -19,16 +20,21 @@ class BranchMovedError(PublishError):
 
 
 def publish(repo: GitRepo, branch: str, base: str, *, annex: bool) -> str:
-    """Fast-forward the remote ``branch`` from ``base`` to HEAD; returns the new tip."""
+    """Fast-forward the remote ``branch`` from ``base`` to HEAD; returns the new tip.
+
+    rerund's notes of identical reproductions (``refs/notes/rerund``) go in the
+    same atomic push, so the branch and what is known about it never part.
+    """
     head = repo.text("rev-parse", "HEAD")
-    if head == base:
+    refspecs = [] if head == base else [f"{head}:refs/heads/{branch}"]
+    if repo.resolve(NOTES_REF) is not None:
+        refspecs.append(f"{NOTES_REF}:{NOTES_REF}")
+    if not refspecs:
         return base
-    if annex:
+    if annex and head != base:
         push_annex_content(repo, base, head)
     try:
-        transient_git(
-            lambda: repo.run("push", "--quiet", "origin", f"{head}:refs/heads/{branch}")
-        )()
+        transient_git(lambda: repo.run("push", "--quiet", "--atomic", "origin", *refspecs))()
     except GitError as exc:
         if any(marker in exc.stderr for marker in _REJECTED):
             raise BranchMovedError(f"{branch} moved on the remote while the plan ran") from exc

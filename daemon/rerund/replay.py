@@ -10,6 +10,7 @@ from rerund.errors import DirtyTreeError, RerundError
 from rerund.execute import ExecOptions, StepContext, StepResult, execute_step
 from rerund.gitrepo import GitRepo
 from rerund.plan import Plan, Step
+from rerund.verified import mark_reproduced
 
 
 @dataclass
@@ -62,6 +63,8 @@ def replay(
                 report.failed_step = step
                 report.not_run = list(plan.steps[position + 1 :])
                 return report
+            if result.outcome == "identical":
+                mark_reproduced(repo, step.commit, head)
             head = result.head
             report.results.append(result)
             if on_step is not None:

@@ -386,7 +386,13 @@ def _mirror_plan(state_dir: Path, repo: RepoSettings) -> Plan:
         mirror.parent.mkdir(parents=True, exist_ok=True)
         GitRepo(mirror.parent).run("clone", "--quiet", "--bare", repo.remote, str(mirror))
     git = GitRepo(mirror)
-    git.run("fetch", "--quiet", "origin", f"+refs/heads/{repo.branch}:refs/heads/{repo.branch}")
+    git.run(
+        "fetch",
+        "--quiet",
+        "origin",
+        f"+refs/heads/{repo.branch}:refs/heads/{repo.branch}",
+        "+refs/notes/*:refs/notes/*",
+    )
     git.run("symbolic-ref", "HEAD", f"refs/heads/{repo.branch}")
     plan, _ = compute_plan(git, repo.branch, repo)
     return plan

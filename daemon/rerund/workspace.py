@@ -66,7 +66,11 @@ class Workspace:
 
     def fetch(self, repo: GitRepo) -> None:
         branch = self.settings.branch
-        refspecs = [f"+refs/heads/{branch}:refs/remotes/origin/{branch}"]
+        # rerund's notes (identical reproductions) follow the remote: it is their home.
+        refspecs = [
+            f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+            "+refs/notes/*:refs/notes/*",
+        ]
         if (self.path / ".git" / "annex").is_dir():
             refspecs.append("+refs/heads/git-annex:refs/remotes/origin/git-annex")
         transient_git(lambda: repo.run("fetch", "--quiet", "--no-tags", "origin", *refspecs))()
