@@ -137,3 +137,16 @@ def test_identical_reproduction_is_noted_and_then_nothing_is_stale(pipeline: Dat
     pipeline.write("raw/data.txt", "# measured again, same values\n3\n1\n2\n4\n")
     pipeline.save("a real change")
     assert 3 == len(pipeline.plan()["steps"])
+
+
+def test_an_unwritable_note_is_a_warning_not_a_failure(pipeline: Dataset) -> None:
+    """If the note cannot be written the rerun still succeeds, and says what was lost."""
+    pipeline.write("raw/data.txt", "# measured again, same values\n3\n1\n2\n")
+    change = pipeline.save("reword the comment")
+    (pipeline.path / ".git" / "refs" / "notes").write_text("in the way\n")  # no ref can go here
+
+    done = rerund("rerun", cwd=pipeline.path)
+
+    assert 3 == done.stdout.count("identical")
+    assert "rerund: warning: could not note" in done.stderr
+    assert change == pipeline.head()

@@ -144,6 +144,8 @@ def _rerun_command(args: argparse.Namespace) -> int:
             f"{(r.new_commit or '')[:8] or '-':<8}  {r.duration_s:.2f}s  {r.step.summary}"
         ),
     )
+    for warning in report.warnings:
+        print(f"rerund: warning: {warning}", file=sys.stderr)
     if report.failure is not None:
         print(f"rerund: error: {report.failure}", file=sys.stderr)
         if report.not_run:

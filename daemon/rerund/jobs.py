@@ -17,7 +17,7 @@ import structlog
 from rerund.annexbatch import BatchAdd
 from rerund.config import RepoSettings, Settings
 from rerund.dsconfig import DatasetConfig
-from rerund.errors import RerundError, StepCancelledError
+from rerund.errors import GitError, RerundError, StepCancelledError
 from rerund.execute import ExecOptions, StepContext, StepResult, execute_step
 from rerund.gitrepo import GitRepo
 from rerund.history import HistoryIndex
@@ -191,7 +191,10 @@ class JobRunner:
                     log.warning("step finished", outcome="failed", error=str(exc))
                     return str(exc)
             if result.outcome == "identical":
-                await asyncio.to_thread(mark_reproduced, repo, step.commit, head)
+                try:
+                    await asyncio.to_thread(mark_reproduced, repo, step.commit, head)
+                except GitError as exc:  # only a shortcut for later plans is lost
+                    log.warning("could not note the reproduction", error=str(exc))
             head = result.head
             await asyncio.to_thread(
                 store.update_step,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from rerund.annexbatch import BatchAdd
-from rerund.errors import DirtyTreeError, RerundError
+from rerund.errors import DirtyTreeError, GitError, RerundError
 from rerund.execute import ExecOptions, StepContext, StepResult, execute_step
 from rerund.gitrepo import GitRepo
 from rerund.plan import Plan, Step
@@ -21,6 +21,7 @@ class ReplayReport:
     failure: RerundError | None = None
     failed_step: Step | None = None
     not_run: list[Step] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -64,7 +65,12 @@ def replay(
                 report.not_run = list(plan.steps[position + 1 :])
                 return report
             if result.outcome == "identical":
-                mark_reproduced(repo, step.commit, head)
+                try:
+                    mark_reproduced(repo, step.commit, head)
+                except GitError as exc:  # only a shortcut for later plans is lost
+                    report.warnings.append(
+                        f"could not note {step.commit[:8]}'s reproduction: {exc}"
+                    )
             head = result.head
             report.results.append(result)
             if on_step is not None:
