@@ -20,12 +20,10 @@ from rerund.errors import ConfigError, RerundError, RevisionError
 # urllib and tomllib would cost every `rerund plan` about a quarter second.
 from rerund.execute import ExecOptions, StepContext
 from rerund.gitrepo import GitRepo
-from rerund.history import HistoryIndex, dataset_id, read_run_records
-from rerund.plan import Plan, PlanOptions, since_plan, stale_plan
+from rerund.history import dataset_id, read_run_records
+from rerund.plan import Plan, PlanOptions, plan_tip, since_plan
 from rerund.replay import replay
 from rerund.script import render_script
-from rerund.staleness import StalenessTracker
-from rerund.verified import reproductions
 
 EXIT_FAILED = 1
 
@@ -222,14 +220,7 @@ def _make_plan(
         dsid = dataset_id(repo, head)
         return since_plan(head, read_run_records(repo, revisions), dsid), dsid
     branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip()
-    index = HistoryIndex.open(repo, branch or "HEAD")
-    try:
-        tracker = StalenessTracker(index)
-        tracker.update(head)
-        plan = stale_plan(tracker, _plan_options(config, args), reproductions(repo))
-        return plan, index.dataset_id
-    finally:
-        index.close()
+    return plan_tip(repo, branch or "HEAD", head, _plan_options(config, args))
 
 
 def _named_plan(repo: GitRepo, commits: Sequence[str]) -> tuple[Plan, str | None]:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -188,21 +189,19 @@ def _relative(path: Path, root: Path) -> str:
 def _lacks_content(path: Path) -> bool:
     """An annexed file (or one inside a directory) without its content here."""
     if path.is_dir() and not path.is_symlink():
-        return any(
-            _lacks_content(Path(dirpath, name))
-            for dirpath, dirnames, names in os.walk(path)
-            if not _skip_dir(dirnames)
-            for name in names
-        )
+        return any(_lacks_content(file) for file in _files_under(path))
     if path.is_symlink():
         return _is_annexed(path) and not path.exists()
     return _is_annexed(path)  # an unlocked file still holding its pointer text
 
 
-def _skip_dir(dirnames: list[str]) -> bool:
-    if ".git" in dirnames:
-        dirnames.remove(".git")
-    return False
+def _files_under(directory: Path) -> Iterator[Path]:
+    """Every file below ``directory``, leaving out any ``.git``."""
+    for dirpath, dirnames, names in os.walk(directory):
+        if ".git" in dirnames:
+            dirnames.remove(".git")
+        for name in names:
+            yield Path(dirpath, name)
 
 
 def _clear_outputs(
@@ -294,12 +293,7 @@ def _automatic_outputs(repo: GitRepo, commit: str) -> list[str]:
 def _tracked_files_under(root: Path, path: str) -> list[str]:
     target = root / path
     if target.is_dir() and not target.is_symlink():
-        return [
-            Path(dirpath, name).relative_to(root).as_posix()
-            for dirpath, dirnames, names in os.walk(target)
-            if not _skip_dir(dirnames)
-            for name in names
-        ]
+        return [file.relative_to(root).as_posix() for file in _files_under(target)]
     return [path]
 
 

@@ -20,12 +20,10 @@ from rerund.dsconfig import DatasetConfig
 from rerund.errors import GitError, RerundError, StepCancelledError
 from rerund.execute import ExecOptions, StepContext, StepResult, execute_step
 from rerund.gitrepo import GitRepo
-from rerund.history import HistoryIndex
-from rerund.plan import Plan, PlanOptions, Step, stale_plan
+from rerund.plan import Plan, PlanOptions, Step, plan_tip
 from rerund.publish import BranchMovedError, publish, push_side_ref
-from rerund.staleness import StalenessTracker
 from rerund.store import Job, JobState, Store
-from rerund.verified import mark_reproduced, reproductions
+from rerund.verified import mark_reproduced
 from rerund.workspace import Workspace, work_branch
 
 log = structlog.get_logger("rerund.jobs")
@@ -65,14 +63,8 @@ class JobInterruptedError(RerundError):
 
 def compute_plan(repo: GitRepo, branch: str, settings: RepoSettings) -> tuple[Plan, str | None]:
     """The stale plan of the work clone's checked-out tip (blocking; run it in a thread)."""
-    index = HistoryIndex.open(repo, work_branch(branch))
-    try:
-        tracker = StalenessTracker(index)
-        tracker.update(repo.text("rev-parse", "HEAD"))
-        options = PlanOptions(implicit_inputs=settings.implicit_inputs, drift=settings.drift)
-        return stale_plan(tracker, options, reproductions(repo)), index.dataset_id
-    finally:
-        index.close()
+    options = PlanOptions(implicit_inputs=settings.implicit_inputs, drift=settings.drift)
+    return plan_tip(repo, work_branch(branch), repo.text("rev-parse", "HEAD"), options)
 
 
 class JobRunner:

@@ -3,7 +3,8 @@
 The stale plan reads the directly stale records off a
 :class:`~rerund.staleness.StalenessTracker`, adds everything downstream of them
 and orders the lot; the ``--since`` plan mirrors ``datalad rerun --since``.
-No process is started here and no file content is hashed.
+Only :func:`plan_tip` touches the repository (index, notes); the rest is
+pure. No file content is hashed.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rerund.dsconfig import DriftPolicy
-from rerund.history import RangeCommit
+from rerund.gitrepo import GitRepo
+from rerund.history import HistoryIndex, RangeCommit
 from rerund.placeholders import command_text
 from rerund.records import RunRecord
 from rerund.staleness import Diff, StalenessTracker
+from rerund.verified import reproductions
 
 ReasonKind = Literal["input", "implicit-input", "drift", "upstream", "requested", "since"]
 
@@ -158,6 +161,19 @@ def stale_plan(
         if (record := records[seq].record) is not None  # the tracker lists only usable ones
     ]
     return Plan(index.tip or "", tuple(steps), tuple(notices))
+
+
+def plan_tip(
+    repo: GitRepo, index_name: str, tip: str, options: PlanOptions
+) -> tuple[Plan, str | None]:
+    """The stale plan of ``tip``, with the index kept under ``index_name``; and the dataset id."""
+    index = HistoryIndex.open(repo, index_name)
+    try:
+        tracker = StalenessTracker(index)
+        tracker.update(tip)
+        return stale_plan(tracker, options, reproductions(repo)), index.dataset_id
+    finally:
+        index.close()
 
 
 def _unexplained(
