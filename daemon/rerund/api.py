@@ -20,6 +20,7 @@ from rerund.config import RepoSettings
 from rerund.errors import GitError, RerundError
 from rerund.store import StepRow
 from rerund.triggers.webhooks import PROVIDERS, Ignored, Ping, WebhookError, parse, verify
+from rerund.workspace import read_remote_tip
 
 if TYPE_CHECKING:
     from rerund.service import Service
@@ -191,10 +192,8 @@ async def trigger(request: web.Request) -> web.Response:
     repo = service.settings.repo(request.match_info["name"])
     if repo is None:
         return _error(404, f"no repository named {request.match_info['name']!r} is served here")
-    from rerund.service import remote_tip  # noqa: PLC0415 - the service module imports this one
-
     try:
-        tip = await asyncio.to_thread(remote_tip, repo)
+        tip = await asyncio.to_thread(read_remote_tip, repo)
     except GitError as exc:
         return _error(502, f"cannot read {repo.name}'s remote: {exc}")
     if tip is None:

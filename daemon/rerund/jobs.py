@@ -61,10 +61,12 @@ class JobInterruptedError(RerundError):
     """The service is shutting down; the job goes back to the queue."""
 
 
-def compute_plan(repo: GitRepo, branch: str, settings: RepoSettings) -> tuple[Plan, str | None]:
-    """The stale plan of the work clone's checked-out tip (blocking; run it in a thread)."""
+def compute_plan(
+    repo: GitRepo, branch: str, tip: str, settings: RepoSettings
+) -> tuple[Plan, str | None]:
+    """The stale plan of ``tip`` in a clone of ``branch`` (blocking; run it in a thread)."""
     options = PlanOptions(implicit_inputs=settings.implicit_inputs, drift=settings.drift)
-    return plan_tip(repo, work_branch(branch), repo.text("rev-parse", "HEAD"), options)
+    return plan_tip(repo, work_branch(branch), tip, options)
 
 
 class JobRunner:
@@ -115,7 +117,9 @@ class JobRunner:
         target = job.target
         for _ in range(MAX_REPLANS):
             repo, target = await asyncio.to_thread(workspace.prepare, target)
-            plan, dsid = await asyncio.to_thread(compute_plan, repo, job.branch, repo_settings)
+            plan, dsid = await asyncio.to_thread(
+                compute_plan, repo, job.branch, target, repo_settings
+            )
             await asyncio.to_thread(
                 self.services.store.set_steps, job.id, [step.to_json() for step in plan.steps]
             )
@@ -126,7 +130,7 @@ class JobRunner:
             annex_add = BatchAdd(repo)
             try:
                 context = StepContext(dsid, config, annex_add)
-                failure = await self._execute(job, repo, plan, context, target)
+                head, failure = await self._execute(job, repo, plan, context, target)
             finally:
                 await asyncio.to_thread(annex_add.close)
             if failure is not None:
@@ -135,19 +139,19 @@ class JobRunner:
                     repo,
                     f"refs/rerund/failed/{job.id}",
                     target,
+                    head,
                     annex=config.is_annex,
                 )
                 kept = await asyncio.to_thread(workspace.quarantine, job.id)
                 log.warning("plan failed", error=failure, side_ref=ref, work_tree=str(kept))
                 return _Outcome("failed", target, error=failure, side_ref=ref)
-            head = await asyncio.to_thread(repo.text, "rev-parse", "HEAD")
             if head != target:
                 await asyncio.to_thread(
                     self.services.store.note_publishing, job.repo, job.branch, head
                 )
             try:
                 tip = await asyncio.to_thread(
-                    publish, repo, job.branch, target, annex=config.is_annex
+                    publish, repo, job.branch, target, head, annex=config.is_annex
                 )
             except BranchMovedError:
                 log.info("branch moved; planning again on its new tip")
@@ -158,8 +162,11 @@ class JobRunner:
 
     async def _execute(
         self, job: Job, repo: GitRepo, plan: Plan, context: StepContext, head: str
-    ) -> str | None:
-        """Run the steps in order; the first failure stops the rest. Returns its message."""
+    ) -> tuple[str, str | None]:
+        """Run the steps in order; the first failure stops the rest.
+
+        Returns the head after the last finished step, and the failure's message.
+        """
         store = self.services.store
         options = ExecOptions(
             log_dir=self.services.settings.state_dir / "logs" / f"job-{job.id}",
@@ -181,7 +188,7 @@ class JobRunner:
                 except RerundError as exc:
                     await asyncio.to_thread(self._step_failed, job, position, plan, exc, options)
                     log.warning("step finished", outcome="failed", error=str(exc))
-                    return str(exc)
+                    return head, str(exc)
             if result.outcome == "identical":
                 try:
                     await asyncio.to_thread(mark_reproduced, repo, step.commit, head)
@@ -201,7 +208,7 @@ class JobRunner:
                 "step finished", outcome=result.outcome, duration_s=round(result.duration_s, 3)
             )
         structlog.contextvars.unbind_contextvars("step")
-        return None
+        return head, None
 
     def _step_failed(
         self, job: Job, position: int, plan: Plan, exc: RerundError, options: ExecOptions

@@ -19,13 +19,12 @@ class BranchMovedError(PublishError):
     """The remote branch is no longer the tip the plan started from."""
 
 
-def publish(repo: GitRepo, branch: str, base: str, *, annex: bool) -> str:
-    """Fast-forward the remote ``branch`` from ``base`` to HEAD; returns the new tip.
+def publish(repo: GitRepo, branch: str, base: str, head: str, *, annex: bool) -> str:
+    """Fast-forward the remote ``branch`` from ``base`` to ``head``; returns the new tip.
 
     rerund's notes of identical reproductions (``refs/notes/rerund``) go in the
     same atomic push, so the branch and what is known about it never part.
     """
-    head = repo.text("rev-parse", "HEAD")
     refspecs = [] if head == base else [f"{head}:refs/heads/{branch}"]
     if repo.resolve(NOTES_REF) is not None:
         refspecs.append(f"{NOTES_REF}:{NOTES_REF}")
@@ -42,9 +41,8 @@ def publish(repo: GitRepo, branch: str, base: str, *, annex: bool) -> str:
     return head
 
 
-def push_side_ref(repo: GitRepo, ref: str, base: str, *, annex: bool) -> str | None:
-    """Keep a failed plan's finished commits on ``ref`` (never on the branch)."""
-    head = repo.text("rev-parse", "HEAD")
+def push_side_ref(repo: GitRepo, ref: str, base: str, head: str, *, annex: bool) -> str | None:
+    """Keep a failed plan's finished commits (``base..head``) on ``ref``, never on the branch."""
     if head == base:
         return None
     if annex:

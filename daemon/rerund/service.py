@@ -34,6 +34,7 @@ from rerund.plan import Plan
 from rerund.store import EventResult, Notification, Store
 from rerund.triggers import spool
 from rerund.triggers.watcher import DirectoryWatcher
+from rerund.workspace import read_remote_tip
 
 log = structlog.get_logger("rerund.service")
 
@@ -297,7 +298,7 @@ class Service:
     async def _scan(self, repo: RepoSettings, *, source: str) -> None:
         """Compare the branch on the remote with the last tip handled; queue if it moved."""
         try:
-            tip = await asyncio.to_thread(remote_tip, repo)
+            tip = await asyncio.to_thread(read_remote_tip, repo)
         except GitError as exc:
             log.warning("cannot read the remote", repo=repo.name, error=str(exc))
             return
@@ -369,16 +370,6 @@ def _read_spool_file(path: Path, repos: tuple[RepoSettings, ...]) -> list[spool.
     return list(spool.read(path, repos))
 
 
-def remote_tip(repo: RepoSettings) -> str | None:
-    """The branch tip at the remote (read directly when it is a local bare repository)."""
-    local = repo.local_path
-    if local is not None and local.is_dir():
-        return GitRepo(local).resolve(f"refs/heads/{repo.branch}")
-    out = GitRepo(Path.cwd()).run("ls-remote", repo.remote, f"refs/heads/{repo.branch}")
-    line = out.decode().split()
-    return line[0] if line else None
-
-
 def _mirror_plan(state_dir: Path, repo: RepoSettings) -> Plan:
     """The current stale plan, computed in a bare mirror so no job's work tree is touched."""
     mirror = state_dir / "mirrors" / (repo.name.replace("/", "_") + ".git")
@@ -394,5 +385,5 @@ def _mirror_plan(state_dir: Path, repo: RepoSettings) -> Plan:
         "+refs/notes/*:refs/notes/*",
     )
     git.run("symbolic-ref", "HEAD", f"refs/heads/{repo.branch}")
-    plan, _ = compute_plan(git, repo.branch, repo)
+    plan, _ = compute_plan(git, repo.branch, git.text("rev-parse", "HEAD"), repo)
     return plan

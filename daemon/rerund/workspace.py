@@ -24,6 +24,16 @@ COMMITTER = {
 }
 
 
+def read_remote_tip(settings: RepoSettings) -> str | None:
+    """The branch tip at the remote now (read directly when it is a local bare repository)."""
+    local = settings.local_path
+    if local is not None and local.is_dir():
+        return GitRepo(local).resolve(f"refs/heads/{settings.branch}")
+    out = GitRepo(Path.cwd()).run("ls-remote", settings.remote, f"refs/heads/{settings.branch}")
+    line = out.decode().split()
+    return line[0] if line else None
+
+
 def work_branch(branch: str) -> str:
     return f"rerund/{branch}"
 
@@ -45,7 +55,7 @@ class Workspace:
             self._clone()
         repo = GitRepo(self.path, env=COMMITTER)
         self.fetch(repo)
-        target = self.remote_tip(repo) or fallback
+        target = self.tracked_tip(repo) or fallback
         if repo.resolve(target) is None:
             transient_git(lambda: repo.run("fetch", "--quiet", "origin", target))()
         # git-annex's post-checkout hook and smudge filter would only fill in unlocked
@@ -75,7 +85,7 @@ class Workspace:
             refspecs.append("+refs/heads/git-annex:refs/remotes/origin/git-annex")
         transient_git(lambda: repo.run("fetch", "--quiet", "--no-tags", "origin", *refspecs))()
 
-    def remote_tip(self, repo: GitRepo) -> str | None:
+    def tracked_tip(self, repo: GitRepo) -> str | None:
         return repo.resolve(f"refs/remotes/origin/{self.settings.branch}")
 
     def quarantine(self, job_id: int) -> Path:
