@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,9 +26,14 @@ IDENTITY = {
 
 @pytest.fixture(scope="session", autouse=True)
 def _git_identity() -> Iterator[None]:
-    """Every git, git-annex and datalad process in the tests commits as one person."""
-    saved = {key: os.environ.get(key) for key in IDENTITY}
+    """Every git, git-annex and datalad process in the tests commits as one person.
+
+    The interpreter's own bin directory goes first on PATH, so `datalad` and
+    `rerund` are the ones pip just installed even where no shim points to them.
+    """
+    saved = {key: os.environ.get(key) for key in [*IDENTITY, "PATH"]}
     os.environ.update(IDENTITY)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
     yield
     for key, value in saved.items():
