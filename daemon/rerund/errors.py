@@ -38,8 +38,18 @@ class GitError(RerundError):
     def transient(self) -> bool:
         """Whether retrying the same call later may succeed (network, locks)."""
         text = self.stderr.lower()
+        if any(marker in text for marker in _PERMANENT_MARKERS):
+            return False  # git adds "could not read from remote" to these too
         return any(marker in text for marker in _TRANSIENT_MARKERS)
 
+
+_PERMANENT_MARKERS = (
+    "does not appear to be a git repository",
+    "repository not found",
+    "authentication failed",
+    "permission denied",
+    "couldn't find remote ref",
+)
 
 _TRANSIENT_MARKERS = (
     "could not read from remote",
