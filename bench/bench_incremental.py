@@ -9,7 +9,7 @@ On a generated history of 10,000 run records and 90,000 other commits
   timing), then ``rerund plan --json`` (command line, reads one new commit);
 * five times: one more such commit, then ``HistoryIndex.open`` +
   ``index.update(tip)`` + ``stale_plan(index)`` inside this (warm) process;
-* ``python -c pass`` and ``python -c 'import rerund.cli'`` with the same
+* ``python -c pass`` and ``python -c 'import rerund.cli.main'`` with the same
   interpreter, to separate start-up cost from the work;
 * ``datalad -f json rerun --report --since=HEAD~1``: the smallest comparable
   DataLad call. It only lists the new commit; DataLad has no staleness analysis.
@@ -51,16 +51,16 @@ from benchlib import (
     write_results,
 )
 from make_history import BRANCH, build_history
-from rerund.gitrepo import GitRepo
-from rerund.history import HistoryIndex
-from rerund.plan import stale_plan
+from rerund.core.gitrepo import GitRepo
+from rerund.core.history import HistoryIndex
+from rerund.core.plan import stale_plan
 
-# Since the staleness tracker (rerund.staleness) the planner reads its tables, kept
+# Since the staleness tracker (rerund.core.staleness) the planner reads its tables, kept
 # in step with the index: StalenessTracker(index).update(tip), then stale_plan(tracker).
 # Before it, stale_plan(index) after index.update(tip). Measure whichever is installed.
 _TRACKER: Any = (
-    importlib.import_module("rerund.staleness").StalenessTracker
-    if importlib.util.find_spec("rerund.staleness")
+    importlib.import_module("rerund.core.staleness").StalenessTracker
+    if importlib.util.find_spec("rerund.core.staleness")
     else None
 )
 IN_PROCESS_API = (
@@ -188,7 +188,9 @@ def run_bench(root: Path, records: int, noise: int) -> tuple[dict[str, Any], lis
     # Interpreter start-up, for separating the command line's fixed cost.
     run_timed([PYTHON, "-c", "pass"], path)
     python_start = repeat(RUNS, lambda: run_timed([PYTHON, "-c", "pass"], path).seconds)
-    import_cli = repeat(RUNS, lambda: run_timed([PYTHON, "-c", "import rerund.cli"], path).seconds)
+    import_cli = repeat(
+        RUNS, lambda: run_timed([PYTHON, "-c", "import rerund.cli.main"], path).seconds
+    )
 
     # (a) Cold index build, at a tip where nothing is stale.
     cold = Timing()
@@ -239,7 +241,7 @@ def run_bench(root: Path, records: int, noise: int) -> tuple[dict[str, Any], lis
         )
     )
     rows.append(Row("`python -c pass` (interpreter start)", python_start))
-    rows.append(Row("`python -c 'import rerund.cli'` (start + imports)", import_cli))
+    rows.append(Row("`python -c 'import rerund.cli.main'` (start + imports)", import_cli))
     startup = python_start.median
     rows.append(
         Row(

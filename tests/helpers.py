@@ -29,7 +29,7 @@ def datalad(*args: str, cwd: Path | None = None) -> str:
 
 def rerund(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     """The real command line, as a user runs it."""
-    return run(sys.executable, "-m", "rerund.cli", *args, cwd=cwd, check=check)
+    return run(sys.executable, "-m", "rerund", *args, cwd=cwd, check=check)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def make_lab(
 
 
 def rerund_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return run(sys.executable, "-m", "rerund.cli", *args, cwd=cwd)
+    return run(sys.executable, "-m", "rerund", *args, cwd=cwd)
 
 
 class Daemon:
@@ -129,7 +129,7 @@ class Daemon:
     def start(self) -> Daemon:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "rerund.cli", "serve", "--config", str(self.lab.config)],
+                [sys.executable, "-m", "rerund", "serve", "--config", str(self.lab.config)],
                 cwd=self.lab.root,
                 stdout=log,
                 stderr=log,

@@ -2,6 +2,6 @@
 
 import sys
 
-from rerund.cli import main
+from rerund.cli.main import main
 
 sys.exit(main())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from rerund.config import RepoSettings
+from rerund.settings import RepoSettings
 
 log = structlog.get_logger("rerund.spool")
 

@@ -1,0 +1,1 @@
+"""The ``rerund`` command line (``main``) and its client for a running daemon (``client``)."""

@@ -1,0 +1,274 @@
+"""The ``rerund`` command line: a thin layer over the core.
+
+Exit codes: 0 success, 1 a step failed or rerund refused (one clear line on
+stderr), 2 a usage error, 3 the daemon could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from rerund.core.dsconfig import DatasetConfig, DriftPolicy
+from rerund.core.gitrepo import GitRepo
+from rerund.core.history import dataset_id, read_run_records
+from rerund.core.plan import Plan, PlanOptions, plan_tip, since_plan
+from rerund.errors import ConfigError, RerundError, RevisionError
+
+# The daemon's commands import their modules when run: aiohttp, structlog, watchdog,
+# urllib and tomllib would cost every `rerund plan` about a quarter second.
+from rerund.run.execute import ExecOptions, StepContext
+from rerund.run.replay import replay
+from rerund.run.script import render_script
+
+EXIT_FAILED = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except RerundError as exc:
+        print(f"rerund: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rerund", description="Find stale DataLad run records and rerun them."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    plan = commands.add_parser("plan", help="show what is stale now, in order, and why")
+    _repo_options(plan)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(handler=_plan_command)
+
+    rerun = commands.add_parser("rerun", help="rerun the stale plan (or named records) here")
+    _repo_options(rerun)
+    rerun.add_argument("commits", nargs="*", metavar="COMMIT", help="rerun exactly these records")
+    rerun.add_argument("--script", metavar="FILE", help="write the commands to FILE ('-': stdout)")
+    rerun.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
+    rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
+    rerun.set_defaults(handler=_rerun_command)
+
+    serve = commands.add_parser("serve", help="run the daemon (in the foreground)")
+    serve.add_argument("--config", type=Path, help="TOML settings (default: embedded defaults)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument("--listen", metavar="HOST:PORT", help="override http.listen")
+    serve.set_defaults(handler=_serve_command)
+
+    hooks = commands.add_parser("hooks", help="install the post-receive hook")
+    hook_commands = hooks.add_subparsers(required=True, metavar="ACTION")
+    install = hook_commands.add_parser("install", help="install into a bare repository")
+    install.add_argument("bare_repo", type=Path, metavar="BARE_REPO")
+    install.add_argument("--config", type=Path, help="the daemon's settings (for its spool)")
+    install.set_defaults(handler=_hooks_install_command)
+
+    for name, handler, text in (
+        ("jobs", _jobs_command, "list a running daemon's jobs"),
+        ("status", _status_command, "ask a running daemon how it is"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--config", type=Path, help="the daemon's settings (for its address)")
+        sub.add_argument("--url", help="the daemon's address (default: from the settings)")
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def _repo_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("-C", dest="repo", type=Path, default=Path(), help="dataset (default: .)")
+    sub.add_argument("--since", metavar="REV", help="select what `datalad rerun --since` would")
+    sub.add_argument(
+        "--no-implicit-inputs",
+        dest="implicit_inputs",
+        action="store_false",
+        default=None,
+        help="ignore files the command names but does not declare",
+    )
+    sub.add_argument(
+        "--drift",
+        choices=["rerun", "report"],
+        help="what a hand-edited output means for its record (default: rerun)",
+    )
+
+
+def _plan_command(args: argparse.Namespace) -> int:
+    repo = GitRepo.discover(args.repo)
+    plan, _ = _make_plan(repo, DatasetConfig.read(repo), args)
+    if args.json:
+        print(json.dumps(plan.to_json(), ensure_ascii=False))
+    else:
+        _print_plan(plan, "stale" if args.since is None else "selected")
+    return 0
+
+
+def _rerun_command(args: argparse.Namespace) -> int:
+    repo = GitRepo.discover(args.repo)
+    if args.commits and args.since is not None:
+        raise RevisionError("give either --since or COMMITs, not both")
+    config = DatasetConfig.read(repo)
+    if args.commits:
+        plan, dsid = _named_plan(repo, args.commits)
+    else:
+        plan, dsid = _make_plan(repo, config, args)
+    if args.script is not None:
+        text = render_script(repo, plan, _invocation(args, plan.head), dsid, config)
+        if args.script == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.script).write_text(text, encoding="utf-8")
+            print(f"Script written to {args.script}", file=sys.stderr)
+        return 0
+    if args.dry_run or not plan.steps:
+        _print_plan(plan, "would rerun" if plan.steps else "stale")
+        return 0
+    log_dir = repo.common_dir / "rerund" / "logs"
+    report = replay(
+        repo,
+        plan,
+        StepContext(dsid, config),
+        ExecOptions(log_dir=log_dir, timeout_s=args.timeout),
+        on_step=lambda r: print(
+            f"{r.step.commit[:8]}  {r.outcome:<10}  "
+            f"{(r.new_commit or '')[:8] or '-':<8}  {r.duration_s:.2f}s  {r.step.summary}"
+        ),
+    )
+    for warning in report.warnings:
+        print(f"rerund: warning: {warning}", file=sys.stderr)
+    if report.failure is not None:
+        print(f"rerund: error: {report.failure}", file=sys.stderr)
+        if report.not_run:
+            skipped = ", ".join(step.commit[:8] for step in report.not_run)
+            print(f"rerund: not run: {skipped}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    from rerund.service.lifecycle import EXIT_STARTUP_FAILED, Service  # noqa: PLC0415
+    from rerund.service.logs import configure as configure_logging  # noqa: PLC0415
+    from rerund.settings import load as load_settings  # noqa: PLC0415
+    from rerund.settings import parse_listen  # noqa: PLC0415
+    from rerund.web.api import make_app  # noqa: PLC0415
+
+    configure_logging(args.log_level)
+    try:
+        settings = load_settings(args.config)
+        if args.listen:
+            host, port = parse_listen(args.listen)
+            settings = replace(settings, listen_host=host, listen_port=port)
+    except ConfigError as exc:
+        print(f"rerund: error: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_FAILED
+    return Service(settings, make_app).run()
+
+
+def _hooks_install_command(args: argparse.Namespace) -> int:
+    from rerund.settings import load as load_settings  # noqa: PLC0415
+    from rerund.triggers.hookinstall import install as install_hook  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    target = install_hook(args.bare_repo, settings.spool_dir)
+    print(f"installed {target}; pushes are spooled to {settings.spool_dir.resolve()}")
+    return 0
+
+
+def _daemon_url(args: argparse.Namespace) -> str:
+    from rerund.settings import load as load_settings  # noqa: PLC0415
+
+    if args.url:
+        return str(args.url)
+    settings = load_settings(args.config)
+    return f"http://{settings.listen_host}:{settings.listen_port}"
+
+
+def _jobs_command(args: argparse.Namespace) -> int:
+    from rerund.cli.client import format_jobs, get_json  # noqa: PLC0415
+
+    print(format_jobs(get_json(_daemon_url(args), "/api/jobs")["jobs"]))
+    return 0
+
+
+def _status_command(args: argparse.Namespace) -> int:
+    from rerund.cli.client import format_status, get_json  # noqa: PLC0415
+
+    print(format_status(get_json(_daemon_url(args), "/healthz")))
+    return 0
+
+
+def _make_plan(
+    repo: GitRepo, config: DatasetConfig, args: argparse.Namespace
+) -> tuple[Plan, str | None]:
+    head = repo.resolve("HEAD")
+    if head is None:
+        raise RevisionError(f"{repo.path} has no commits yet: nothing is recorded")
+    if args.since is not None:
+        revisions = [head]
+        if args.since.strip():
+            since = repo.resolve(args.since)
+            if since is None:
+                raise RevisionError(f"--since {args.since!r} names no commit")
+            revisions = [f"{since}..{head}"]
+        dsid = dataset_id(repo, head)
+        return since_plan(head, read_run_records(repo, revisions), dsid), dsid
+    branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip()
+    return plan_tip(repo, branch or "HEAD", head, _plan_options(config, args))
+
+
+def _named_plan(repo: GitRepo, commits: Sequence[str]) -> tuple[Plan, str | None]:
+    """A plan of exactly the named records, in the order given."""
+    head = repo.resolve("HEAD") or ""
+    shas = []
+    for name in commits:
+        sha = repo.resolve(name)
+        if sha is None:
+            raise RevisionError(f"{name!r} names no commit")
+        shas.append(sha)
+    dsid = dataset_id(repo, head)
+    selected = []
+    for sha in shas:
+        found = read_run_records(repo, ["--no-walk", sha])
+        if not found:
+            raise RevisionError(f"{sha[:8]} is not a run record")
+        selected.append(found[0])
+    plan = since_plan(head, selected, dsid)
+    if plan.notices:
+        raise RevisionError(f"{plan.notices[0].commit[:8]} {plan.notices[0].message}")
+    return plan, dsid
+
+
+def _plan_options(config: DatasetConfig, args: argparse.Namespace) -> PlanOptions:
+    """Command-line flags first, then the repository's ``rerund.*`` git config."""
+    implicit = config.implicit_inputs if args.implicit_inputs is None else args.implicit_inputs
+    drift: DriftPolicy = args.drift or config.drift
+    return PlanOptions(implicit_inputs=implicit, drift=drift)
+
+
+def _invocation(args: argparse.Namespace, head: str) -> str:
+    since = f" --since={args.since}" if args.since is not None else ""
+    return f"rerund rerun --script={args.script}{since} {head}"
+
+
+def _print_plan(plan: Plan, label: str) -> None:
+    for notice in plan.notices:
+        print(f"rerund: note: {notice.commit[:8]} {notice.message}", file=sys.stderr)
+    if not plan.steps:
+        print(f"nothing is {label} at {plan.head[:8]}")
+        return
+    print(f"{len(plan.steps)} step(s) {label} at {plan.head[:8]}:")
+    for number, step in enumerate(plan.steps, 1):
+        why = "; ".join(reason.describe() for reason in step.reasons)
+        print(f"{number:>3}. {step.commit[:8]}  {step.summary}  <- {why}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

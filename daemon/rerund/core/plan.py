@@ -1,0 +1,267 @@
+"""Decide which run records are stale and in which order to rerun them (SPEC §2).
+
+The stale plan reads the directly stale records off a
+:class:`~rerund.core.staleness.StalenessTracker`, adds everything downstream of them
+and orders the lot; the ``--since`` plan mirrors ``datalad rerun --since``.
+Only :func:`plan_tip` touches the repository (index, notes); the rest is
+pure. No file content is hashed.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rerund.core.dsconfig import DriftPolicy
+from rerund.core.gitrepo import GitRepo
+from rerund.core.history import HistoryIndex, RangeCommit
+from rerund.core.placeholders import command_text
+from rerund.core.records import RunRecord
+from rerund.core.staleness import Diff, StalenessTracker
+from rerund.core.verified import reproductions
+
+ReasonKind = Literal["input", "implicit-input", "drift", "upstream", "requested", "since"]
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a step is in the plan."""
+
+    kind: ReasonKind
+    path: str | None = None
+    commit: str | None = None
+    """The commit that changed ``path``, or the upstream step for ``upstream``."""
+
+    def describe(self) -> str:
+        short = (self.commit or "")[:8]
+        if self.kind == "input":
+            return f"input {self.path} changed in {short}"
+        if self.kind == "implicit-input":
+            return f"implicit input {self.path} (named by the command) changed in {short}"
+        if self.kind == "drift":
+            return f"output {self.path} was edited by hand in {short}"
+        if self.kind == "upstream":
+            return f"depends on stale step {short}"
+        if self.kind == "since":
+            return "selected by --since"
+        return "requested"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "text": self.describe()}
+        if self.path is not None:
+            data["path"] = self.path
+        if self.commit is not None:
+            data["commit"] = self.commit
+        return data
+
+
+@dataclass(frozen=True)
+class Step:
+    """One record to rerun."""
+
+    commit: str
+    summary: str
+    record: RunRecord
+    reasons: tuple[Reason, ...]
+    after: tuple[str, ...] = ()
+    """Commits of earlier steps this one depends on."""
+    drifted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "cmd": command_text(self.record.cmd),
+            "summary": self.summary,
+            "reasons": [reason.to_json() for reason in self.reasons],
+            "after": list(self.after),
+            "drifted": self.drifted,
+        }
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A record that is not run, and why (foreign, malformed, report-only drift)."""
+
+    commit: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    head: str
+    steps: tuple[Step, ...]
+    notices: tuple[Notice, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "head": self.head,
+            "steps": [step.to_json() for step in self.steps],
+            "notices": [{"commit": n.commit, "message": n.message} for n in self.notices],
+        }
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    implicit_inputs: bool = True
+    drift: DriftPolicy = "rerun"
+
+
+def stale_plan(
+    tracker: StalenessTracker,
+    options: PlanOptions | None = None,
+    reproduced: Mapping[str, Sequence[str]] | None = None,
+) -> Plan:
+    """The stale records at the tracked tip, in dependency order.
+
+    ``reproduced`` maps a record's commit to tips where rerunning it changed
+    nothing (see :mod:`rerund.core.verified`); a difference the newest such tip
+    already had is explained, not stale.
+    """
+    options = options or PlanOptions()
+    index = tracker.index
+    diffs = [
+        diff for diff in tracker.diffs() if options.implicit_inputs or diff.kind != "implicit-input"
+    ]
+    if reproduced:
+        diffs = _unexplained(tracker, diffs, reproduced)
+    direct = {diff.seq for diff in diffs if diff.kind != "drift" or options.drift == "rerun"}
+    upstream = _propagate(tracker, set(direct), options)
+    stale = direct | set(upstream)
+    notes = tracker.notices()
+    shas = index.commits_at(
+        [*stale, *(d.changed_seq for d in diffs), *(d.seq for d in diffs), *(s for s, _ in notes)]
+    )
+    notices = [Notice(shas[seq], message) for seq, message in notes]
+    reasons: dict[int, list[Reason]] = {}
+    for diff in diffs:
+        reason = Reason(diff.kind, diff.path, shas[diff.changed_seq])
+        if diff.seq in direct:
+            reasons.setdefault(diff.seq, []).append(reason)
+        else:  # a drift the repository only wants reported
+            notices.append(Notice(shas[diff.seq], reason.describe()))
+    for child, parents in upstream.items():
+        reasons.setdefault(child, []).extend(
+            Reason("upstream", commit=shas[parent]) for parent in sorted(parents)
+        )
+    drifted = {diff.seq for diff in diffs if diff.kind == "drift"}
+    order = _topological(stale, upstream)
+    records = index.records_at(order)
+    steps = [
+        Step(
+            commit=records[seq].commit,
+            summary=records[seq].summary,
+            record=record,
+            reasons=tuple(dict.fromkeys(reasons[seq])),
+            after=tuple(shas[s] for s in sorted(upstream.get(seq, ()))),
+            drifted=seq in drifted,
+        )
+        for seq in order
+        if (record := records[seq].record) is not None  # the tracker lists only usable ones
+    ]
+    return Plan(index.tip or "", tuple(steps), tuple(notices))
+
+
+def plan_tip(
+    repo: GitRepo, index_name: str, tip: str, options: PlanOptions
+) -> tuple[Plan, str | None]:
+    """The stale plan of ``tip``, with the index kept under ``index_name``; and the dataset id."""
+    index = HistoryIndex.open(repo, index_name)
+    try:
+        tracker = StalenessTracker(index)
+        tracker.update(tip)
+        return stale_plan(tracker, options, reproductions(repo)), index.dataset_id
+    finally:
+        index.close()
+
+
+def _unexplained(
+    tracker: StalenessTracker, diffs: list[Diff], reproduced: Mapping[str, Sequence[str]]
+) -> list[Diff]:
+    """Drop differences that a later identical reproduction already covered."""
+    index = tracker.index
+    shas = index.commits_at({diff.seq for diff in diffs})
+    tip = index.tip_seq
+    kept: list[Diff] = []
+    for diff in diffs:
+        seqs = [index.seq_of(sha) for sha in reproduced.get(shas[diff.seq], ())]
+        latest = max((seq for seq in seqs if seq is not None), default=None)
+        same = latest is not None and index.content_at(diff.path, latest) == index.content_at(
+            diff.path, tip
+        )
+        if not same:
+            kept.append(diff)
+    return kept
+
+
+def _propagate(
+    tracker: StalenessTracker, stale: set[int], options: PlanOptions
+) -> dict[int, set[int]]:
+    """Everything downstream of ``stale`` joins it; returns each one's stale upstreams."""
+    upstream: dict[int, set[int]] = {}
+    queue = sorted(stale)
+    while queue:
+        seq = queue.pop()
+        for child in _readers_of_outputs(tracker, seq, options):
+            upstream.setdefault(child, set()).add(seq)
+            if child not in stale:
+                stale.add(child)
+                queue.append(child)
+    return upstream
+
+
+def _readers_of_outputs(tracker: StalenessTracker, seq: int, options: PlanOptions) -> set[int]:
+    readers: set[int] = set()
+    for path in tracker.owned_by(seq):
+        for row in tracker.readers_of(path):
+            if row.seq != seq and (options.implicit_inputs or row.kind != "implicit-input"):
+                readers.add(row.seq)
+    return readers
+
+
+def _topological(stale: set[int], upstream: dict[int, set[int]]) -> list[int]:
+    """Dependencies first; ties (and members of a cycle) keep history order."""
+    waiting = {seq: set(upstream.get(seq, ())) & stale for seq in stale}
+    children: dict[int, list[int]] = {}
+    for seq, ups in waiting.items():
+        for up in ups:
+            children.setdefault(up, []).append(seq)
+    ready = [seq for seq, ups in waiting.items() if not ups]
+    heapq.heapify(ready)
+    done: set[int] = set()
+    order: list[int] = []
+    while len(order) < len(waiting):
+        if not ready:  # a dependency cycle: release its oldest member
+            heapq.heappush(ready, min(seq for seq in waiting if seq not in done))
+        seq = heapq.heappop(ready)
+        if seq in done:
+            continue
+        done.add(seq)
+        order.append(seq)
+        for child in children.get(seq, []):
+            waiting[child].discard(seq)
+            if not waiting[child] and child not in done:
+                heapq.heappush(ready, child)
+    return order
+
+
+def since_plan(head: str, commits: Sequence[RangeCommit], dsid: str | None) -> Plan:
+    """Exactly the records ``datalad rerun --since`` would execute, in its order.
+
+    ``commits`` are the run records of the range; commits without a record are
+    never executed by a rerun onto the tip (DataLad lists and then skips them).
+    """
+    steps: list[Step] = []
+    notices: list[Notice] = []
+    for item in commits:
+        if len(item.parents) == 0 or len(item.parents) > 2:
+            notices.append(
+                Notice(item.commit, "has run information but is a root or octopus commit")
+            )
+        elif item.record.dsid is not None and dsid is not None and item.record.dsid != dsid:
+            notices.append(Notice(item.commit, "was run from a different dataset; not ours to run"))
+        else:
+            reason = Reason("since")
+            steps.append(Step(item.commit, item.summary, item.record, (reason,)))
+    return Plan(head, tuple(steps), tuple(notices))

@@ -1,0 +1,236 @@
+"""Run one job: plan at the pushed tip, rerun the stale steps, publish (SPEC §3, §4).
+
+A job is idempotent: it always starts from the remote's current state, so a
+job rerun after a crash finds its own published commits and does nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from rerund.core.dsconfig import DatasetConfig
+from rerund.core.gitrepo import GitRepo
+from rerund.core.plan import Plan, PlanOptions, plan_tip
+from rerund.core.verified import mark_reproduced
+from rerund.errors import GitError, RerundError, StepCancelledError
+from rerund.run.annexbatch import BatchAdd
+from rerund.run.execute import ExecOptions, StepContext
+from rerund.run.local import Executor
+from rerund.service.publish import (
+    BranchMovedError,
+    RemoteRejectedError,
+    publish,
+    push_side_ref,
+)
+from rerund.service.store import Job, JobState, Store
+from rerund.service.workspace import Workspace, work_branch
+from rerund.settings import RepoSettings, Settings
+
+log = structlog.get_logger("rerund.service.jobs")
+
+MAX_REPLANS = 5
+
+
+@dataclass
+class JobServices:
+    settings: Settings
+    store: Store
+    executor: Executor
+    step_slots: asyncio.Semaphore
+    cancel: threading.Event
+
+
+class JobInterruptedError(RerundError):
+    """The service is shutting down; the job goes back to the queue."""
+
+
+def compute_plan(
+    repo: GitRepo, branch: str, tip: str, settings: RepoSettings
+) -> tuple[Plan, str | None]:
+    """The stale plan of ``tip`` in a clone of ``branch`` (blocking; run it in a thread)."""
+    options = PlanOptions(implicit_inputs=settings.implicit_inputs, drift=settings.drift)
+    return plan_tip(repo, work_branch(branch), tip, options)
+
+
+class JobRunner:
+    def __init__(self, services: JobServices) -> None:
+        self.services = services
+
+    async def run(self, job: Job) -> None:
+        """Carry ``job`` to its end and record the outcome (shielded from cancellation)."""
+        structlog.contextvars.bind_contextvars(repo=job.repo, branch=job.branch, job=job.id)
+        started = time.monotonic()
+        try:
+            outcome = await self._run(job)
+        except JobInterruptedError:
+            await asyncio.shield(asyncio.to_thread(self.services.store.requeue, job.id))
+            log.info("job requeued", reason="shutdown")
+            return
+        except (RerundError, OSError) as exc:
+            outcome = _Outcome("failed", handled=job.target, error=str(exc))
+        except Exception as exc:  # a bug must fail this job, not the whole service
+            log.exception("job crashed")
+            outcome = _Outcome("failed", handled=job.target, error=f"internal error: {exc!r}")
+        await asyncio.shield(asyncio.to_thread(self._finish, job, outcome))
+        log.info(
+            "job finished",
+            outcome=outcome.state,
+            error=outcome.error,
+            published=outcome.published,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        structlog.contextvars.unbind_contextvars("repo", "branch", "job")
+
+    def _finish(self, job: Job, outcome: _Outcome) -> None:
+        self.services.store.finish(
+            job,
+            outcome.state,
+            now=time.time(),
+            handled=outcome.handled,
+            error=outcome.error,
+            published=outcome.published,
+            side_ref=outcome.side_ref,
+        )
+
+    async def _run(self, job: Job) -> _Outcome:
+        repo_settings = self.services.settings.repo(job.repo)
+        if repo_settings is None:
+            return _Outcome("failed", job.target, error=f"repository {job.repo} is not configured")
+        workspace = Workspace(self.services.settings.state_dir, repo_settings)
+        target = job.target
+        for _ in range(MAX_REPLANS):
+            repo, target = await asyncio.to_thread(workspace.prepare, target)
+            plan, dsid = await asyncio.to_thread(
+                compute_plan, repo, job.branch, target, repo_settings
+            )
+            await asyncio.to_thread(
+                self.services.store.set_steps, job.id, [step.to_json() for step in plan.steps]
+            )
+            log.info("planned", target=target, steps=len(plan.steps), notices=len(plan.notices))
+            if not plan.steps:
+                return _Outcome("succeeded", target)
+            config = await asyncio.to_thread(DatasetConfig.read, repo)
+            annex_add = BatchAdd(repo)
+            try:
+                context = StepContext(dsid, config, annex_add)
+                head, failure = await self._execute(job, repo, plan, context, target)
+            finally:
+                await asyncio.to_thread(annex_add.close)
+            if failure is not None:
+                return await self._keep_failure(
+                    job, workspace, repo, base=target, head=head, error=failure
+                )
+            if head != target:
+                await asyncio.to_thread(
+                    self.services.store.note_publishing, job.repo, job.branch, head
+                )
+            try:
+                tip = await asyncio.to_thread(
+                    publish, repo, job.branch, target, head, annex=config.is_annex
+                )
+            except BranchMovedError:
+                log.info("branch moved; planning again on its new tip")
+                continue
+            except RemoteRejectedError as exc:
+                return await self._keep_failure(
+                    job, workspace, repo, base=target, head=head, error=str(exc)
+                )
+            published = tip if tip != target else None
+            return _Outcome("succeeded", tip, published=published)
+        return _Outcome("failed", target, error=f"{job.branch} kept moving; gave up re-planning")
+
+    async def _keep_failure(
+        self, job: Job, workspace: Workspace, repo: GitRepo, *, base: str, head: str, error: str
+    ) -> _Outcome:
+        """Finished commits go to ``refs/rerund/failed/<job>``, the tree to ``failed/``."""
+        annex = (await asyncio.to_thread(DatasetConfig.read, repo)).is_annex
+        try:
+            ref = await asyncio.to_thread(
+                push_side_ref, repo, f"refs/rerund/failed/{job.id}", base, head, annex=annex
+            )
+        except RerundError as exc:  # the remote refuses side refs too: the tree still has them
+            log.warning("could not keep the commits on a side ref", error=str(exc))
+            ref = None
+        kept = await asyncio.to_thread(workspace.quarantine, job.id)
+        log.warning("plan failed", error=error, side_ref=ref, work_tree=str(kept))
+        return _Outcome("failed", base, error=error, side_ref=ref)
+
+    async def _execute(
+        self, job: Job, repo: GitRepo, plan: Plan, context: StepContext, head: str
+    ) -> tuple[str, str | None]:
+        """Run the steps in order; the first failure stops the rest.
+
+        Returns the head after the last finished step, and the failure's message.
+        """
+        store = self.services.store
+        options = ExecOptions(
+            log_dir=self.services.settings.state_dir / "logs" / f"job-{job.id}",
+            timeout_s=self.services.settings.step_timeout_s,
+            cancel=self.services.cancel,
+        )
+        for position, step in enumerate(plan.steps):
+            structlog.contextvars.bind_contextvars(step=step.commit[:12])
+            await asyncio.to_thread(
+                store.update_step, job.id, position, state="running", started_at=time.time()
+            )
+            async with self.services.step_slots:
+                try:
+                    result = await self.services.executor.run_step(
+                        repo, step, head, context, options
+                    )
+                except StepCancelledError as exc:
+                    raise JobInterruptedError(str(exc)) from exc
+                except RerundError as exc:
+                    await asyncio.to_thread(self._step_failed, job, position, plan, exc, options)
+                    log.warning("step finished", outcome="failed", error=str(exc))
+                    return head, str(exc)
+            if result.outcome == "identical":
+                try:
+                    await asyncio.to_thread(mark_reproduced, repo, step.commit, head)
+                except GitError as exc:  # only a shortcut for later plans is lost
+                    log.warning("could not note the reproduction", error=str(exc))
+            head = result.head
+            await asyncio.to_thread(
+                store.update_step,
+                job.id,
+                position,
+                state=result.outcome,
+                new_commit=result.new_commit,
+                finished_at=time.time(),
+                log_path=str(result.log_path),
+            )
+            log.info(
+                "step finished", outcome=result.outcome, duration_s=round(result.duration_s, 3)
+            )
+        structlog.contextvars.unbind_contextvars("step")
+        return head, None
+
+    def _step_failed(
+        self, job: Job, position: int, plan: Plan, exc: RerundError, options: ExecOptions
+    ) -> None:
+        store = self.services.store
+        log_path = options.log_dir / f"{plan.steps[position].commit[:12]}.log"
+        store.update_step(
+            job.id,
+            position,
+            state="failed",
+            finished_at=time.time(),
+            error=str(exc),
+            log_path=str(log_path) if log_path.exists() else None,
+        )
+        for later in range(position + 1, len(plan.steps)):
+            store.update_step(job.id, later, state="not-run")
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    state: JobState
+    handled: str
+    error: str | None = None
+    published: str | None = None
+    side_ref: str | None = None

@@ -1,0 +1,405 @@
+"""The daemon's durable state: events, jobs and their steps, in one SQLite file (WAL).
+
+Every write is one short transaction, so a crash leaves either the old or the
+new state. Jobs are claimed with a lease; a job found ``running`` at start-up
+(its process died) goes back to the queue and runs again from scratch, which
+is safe because a job publishes with a single fast-forward push.
+
+The methods are blocking: the service calls them through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from rerund.core.gitrepo import NULL_SHA
+
+JobState = Literal["queued", "running", "succeeded", "failed", "superseded"]
+StepState = Literal["pending", "running", "committed", "identical", "failed", "not-run"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, repo TEXT NOT NULL, branch TEXT NOT NULL,
+    old TEXT NOT NULL, new TEXT NOT NULL, source TEXT NOT NULL,
+    delivery_id TEXT UNIQUE, received_at REAL NOT NULL, outcome TEXT NOT NULL,
+    job_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY, repo TEXT NOT NULL, branch TEXT NOT NULL, target TEXT NOT NULL,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, lease_until REAL,
+    created_at REAL NOT NULL, started_at REAL, finished_at REAL,
+    error TEXT, published TEXT, side_ref TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
+CREATE TABLE IF NOT EXISTS steps (
+    job_id INTEGER NOT NULL, position INTEGER NOT NULL, record TEXT NOT NULL,
+    summary TEXT NOT NULL, cmd TEXT NOT NULL, reasons TEXT NOT NULL, state TEXT NOT NULL,
+    new_commit TEXT, started_at REAL, finished_at REAL, log_path TEXT, error TEXT,
+    PRIMARY KEY (job_id, position)
+);
+CREATE TABLE IF NOT EXISTS tips (
+    repo TEXT NOT NULL, branch TEXT NOT NULL, handled TEXT, published TEXT,
+    PRIMARY KEY (repo, branch)
+);
+"""
+
+Outcome = Literal["queued", "coalesced", "duplicate", "handled", "own-push", "deleted"]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One push as a door reported it: ``old`` and ``new`` tips of a branch."""
+
+    repo: str
+    branch: str
+    old: str
+    new: str
+    source: str
+    delivery_id: str | None = None
+    force: bool = False
+    """A manual trigger: plan even a tip that was handled already."""
+
+
+@dataclass(frozen=True)
+class EventResult:
+    outcome: Outcome
+    job_id: int | None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    repo: str
+    branch: str
+    target: str
+    state: JobState
+    attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    published: str | None
+    side_ref: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class StepRow:
+    position: int
+    record: str
+    summary: str
+    cmd: str
+    reasons: list[dict[str, Any]]
+    state: StepState
+    new_commit: str | None
+    started_at: float | None
+    finished_at: float | None
+    log_path: str | None
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        if self.started_at is not None and self.finished_at is not None:
+            data["duration_s"] = round(self.finished_at - self.started_at, 3)
+        return data
+
+
+_JOB_COLUMNS = (
+    "id, repo, branch, target, state, attempts, created_at, started_at, finished_at,"
+    " error, published, side_ref"
+)
+
+
+class Store:
+    """One SQLite database; safe to call from several threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a delivery answered 202 survives a power cut, not just a crash.
+        # Writes are batched (see Service.record_event), so the sync is paid once per burst.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- intake -----------------------------------------------------------------------
+
+    def record_event(self, note: Notification, *, now: float) -> EventResult:
+        """Store one push notification and queue (or coalesce) the work it calls for."""
+        return self.record_events([note], now=now)[0]
+
+    def record_events(self, notes: Sequence[Notification], *, now: float) -> list[EventResult]:
+        """Store many notifications in one transaction (one disk sync for the lot)."""
+        results: list[EventResult] = []
+        with self._write() as db:
+            for note in notes:
+                results.append(self._record(db, note, now))
+        return results
+
+    def _record(self, db: sqlite3.Connection, note: Notification, now: float) -> EventResult:
+        if (
+            note.delivery_id is not None
+            and db.execute(
+                "SELECT 1 FROM events WHERE delivery_id = ?", (note.delivery_id,)
+            ).fetchone()
+        ):
+            return EventResult("duplicate", None)
+        result = self._route(db, note.repo, note.branch, note.new, now, force=note.force)
+        db.execute(
+            "INSERT INTO events (repo, branch, old, new, source, delivery_id, received_at,"
+            " outcome, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                note.repo,
+                note.branch,
+                note.old,
+                note.new,
+                note.source,
+                note.delivery_id,
+                now,
+                result.outcome,
+                result.job_id,
+            ),
+        )
+        return result
+
+    def _route(
+        self, db: sqlite3.Connection, repo: str, branch: str, new: str, now: float, *, force: bool
+    ) -> EventResult:
+        if new == NULL_SHA:
+            return EventResult("deleted", None)
+        tips = db.execute(
+            "SELECT handled, published FROM tips WHERE repo = ? AND branch = ?", (repo, branch)
+        ).fetchone()
+        if tips is not None and new == tips[1] and not force:
+            return EventResult("own-push", None)
+        queued = db.execute(
+            "SELECT id, target FROM jobs WHERE repo = ? AND branch = ? AND state = 'queued'",
+            (repo, branch),
+        ).fetchone()
+        if queued is not None:
+            # A newer push supersedes queued work for the branch: one job, newest tip.
+            db.execute("UPDATE jobs SET target = ? WHERE id = ?", (new, queued[0]))
+            return EventResult("coalesced", int(queued[0]))
+        running = db.execute(
+            "SELECT target FROM jobs WHERE repo = ? AND branch = ? AND state = 'running'",
+            (repo, branch),
+        ).fetchone()
+        handled = (tips is not None and new == tips[0]) or (
+            running is not None and running[0] == new
+        )
+        if handled and not force:
+            return EventResult("handled", None)
+        cursor = db.execute(
+            "INSERT INTO jobs (repo, branch, target, state, created_at)"
+            " VALUES (?, ?, ?, 'queued', ?)",
+            (repo, branch, new, now),
+        )
+        return EventResult("queued", cursor.lastrowid)
+
+    # -- workers ----------------------------------------------------------------------
+
+    def recover(self, *, max_attempts: int) -> int:
+        """At start-up: jobs left ``running`` by a dead process go back to the queue.
+
+        A job that has already been tried ``max_attempts`` times fails instead, so
+        a job that kills the daemon cannot do so forever. Returns how many requeued.
+        """
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'failed', lease_until = NULL,"
+                " error = 'the daemon stopped during every attempt'"
+                " WHERE state = 'running' AND attempts >= ?",
+                (max_attempts,),
+            )
+            cursor = db.execute(
+                "UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'"
+            )
+            return cursor.rowcount
+
+    def claim(self, *, now: float, lease_s: float, max_attempts: int) -> Job | None:
+        """Take the oldest queued job of a repository with nothing running, under a lease."""
+        with self._write() as db:
+            self._expire_leases(db, now, max_attempts)
+            row = db.execute(
+                "SELECT id FROM jobs AS j WHERE state = 'queued' AND NOT EXISTS ("
+                " SELECT 1 FROM jobs AS r WHERE r.repo = j.repo AND r.state = 'running')"
+                " ORDER BY id LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?,"
+                " started_at = ?, error = NULL WHERE id = ?",
+                (now + lease_s, now, row[0]),
+            )
+            db.execute("DELETE FROM steps WHERE job_id = ?", (row[0],))
+            return self._job(db, int(row[0]))
+
+    def _expire_leases(self, db: sqlite3.Connection, now: float, max_attempts: int) -> None:
+        db.execute(
+            "UPDATE jobs SET state = CASE WHEN attempts >= ? THEN 'failed' ELSE 'queued' END,"
+            " error = CASE WHEN attempts >= ? THEN 'lease expired too often' ELSE error END,"
+            " lease_until = NULL WHERE state = 'running' AND lease_until < ?",
+            (max_attempts, max_attempts, now),
+        )
+
+    def renew(self, job_id: int, *, now: float, lease_s: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'",
+                (now + lease_s, job_id),
+            )
+
+    def requeue(self, job_id: int) -> None:
+        """Give a claimed job back (shutdown before it finished): it runs again later."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0),"
+                " lease_until = NULL WHERE id = ? AND state = 'running'",
+                (job_id,),
+            )
+
+    def finish(
+        self,
+        job: Job,
+        state: JobState,
+        *,
+        now: float,
+        handled: str,
+        error: str | None = None,
+        published: str | None = None,
+        side_ref: str | None = None,
+    ) -> None:
+        """Record a job's outcome, and which branch tip is now handled."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, error = ?, published = ?,"
+                " side_ref = ?, lease_until = NULL WHERE id = ?",
+                (state, now, error, published, side_ref, job.id),
+            )
+            db.execute(
+                "INSERT INTO tips (repo, branch, handled, published) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (repo, branch) DO UPDATE SET handled = excluded.handled,"
+                " published = COALESCE(excluded.published, published)",
+                (job.repo, job.branch, handled, published),
+            )
+
+    def note_publishing(self, repo: str, branch: str, sha: str) -> None:
+        """Remember a tip rerund is about to push, so hearing of that push creates nothing."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO tips (repo, branch, published) VALUES (?, ?, ?)"
+                " ON CONFLICT (repo, branch) DO UPDATE SET published = excluded.published",
+                (repo, branch, sha),
+            )
+
+    # -- steps ------------------------------------------------------------------------
+
+    def set_steps(self, job_id: int, steps: Sequence[dict[str, Any]]) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM steps WHERE job_id = ?", (job_id,))
+            db.executemany(
+                "INSERT INTO steps (job_id, position, record, summary, cmd, reasons, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                [
+                    (job_id, i, s["commit"], s["summary"], s["cmd"], json.dumps(s["reasons"]))
+                    for i, s in enumerate(steps)
+                ],
+            )
+
+    def update_step(self, job_id: int, position: int, **fields: object) -> None:
+        allowed = {"state", "new_commit", "started_at", "finished_at", "log_path", "error"}
+        if not fields or not set(fields) <= allowed:
+            raise ValueError(f"cannot update step fields {sorted(set(fields) - allowed)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._write() as db:
+            db.execute(
+                f"UPDATE steps SET {assignments} WHERE job_id = ? AND position = ?",
+                (*fields.values(), job_id, position),
+            )
+
+    # -- questions ----------------------------------------------------------------------
+
+    def job(self, job_id: int) -> Job | None:
+        with self._lock:
+            return self._job(self._db, job_id)
+
+    def _job(self, db: sqlite3.Connection, job_id: int) -> Job | None:
+        row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Job(*row) if row else None
+
+    def jobs(
+        self, *, repo: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        where, params = [], []
+        if repo is not None:
+            where.append("repo = ?")
+            params.append(repo)
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [Job(*row) for row in rows]
+
+    def steps(self, job_id: int) -> list[StepRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT position, record, summary, cmd, reasons, state, new_commit, started_at,"
+                " finished_at, log_path, error FROM steps WHERE job_id = ? ORDER BY position",
+                (job_id,),
+            ).fetchall()
+        return [StepRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in rows]
+
+    def handled_tip(self, repo: str, branch: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT handled FROM tips WHERE repo = ? AND branch = ?", (repo, branch)
+            ).fetchone()
+        return str(row[0]) if row and row[0] else None
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by state, and events stored (for health and metrics)."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+            events = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        counts = {str(state): int(n) for state, n in rows}
+        counts["events"] = int(events)
+        return counts
+
+    def event_count(self, delivery_id: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM events WHERE delivery_id = ?", (delivery_id,)
+            ).fetchone()
+        return int(row[0])
