@@ -39,12 +39,12 @@ def test_unknown_revisions_are_refused(pipeline: Dataset) -> None:
 
 
 def test_hanging_command_is_stopped_and_nothing_committed(dataset: Dataset) -> None:
-    """A step over its time limit is killed; nothing is committed, the log says why."""
+    """A step over its time limit is stopped; nothing is committed, the tree is as committed."""
     dataset.write("in.txt", "1\n")
     dataset.save("in")
     datalad("run", "-i", "in.txt", "-o", "out.txt", "cat in.txt > out.txt", cwd=dataset.path)
     record = dataset.record()
-    record["cmd"] = "echo started; sleep 30; cat in.txt > out.txt"
+    record["cmd"] = "echo started; echo partial > out.txt; sleep 30; cat in.txt > out.txt"
     body = json.dumps(record, indent=1, sort_keys=True)
     slow = dataset.commit_record("slow", body)
 
@@ -52,26 +52,35 @@ def test_hanging_command_is_stopped_and_nothing_committed(dataset: Dataset) -> N
 
     assert 1 == done.returncode
     assert f"step {slow[:8]} ran longer than 1.0 s and was stopped" in done.stderr
-    assert slow == dataset.head()
+    assert (slow, "", "1\n") == (dataset.head(), dataset.status(), dataset.read("out.txt"))
     log = dataset.path / ".git" / "rerund" / "logs" / f"{slow[:12]}.log"
-    assert "started\n" in log.read_text() and "killed after 1.0 s" in log.read_text()
+    assert "started\n" in log.read_text() and "stopped after 1.0 s" in log.read_text()
+    assert "partial\n" == (log.with_suffix(".partial") / "out.txt").read_text()
 
 
-def test_failure_keeps_partial_work_and_runs_nothing_downstream(pipeline: Dataset) -> None:
-    """A failing step commits nothing, leaves its partial output, and later steps do not run."""
+def test_failure_restores_the_tree_and_runs_nothing_downstream(pipeline: Dataset) -> None:
+    """A failing step commits nothing, puts the tree back, keeps its partial output by the log."""
+    committed = pipeline.read("work/stats.txt")
     pipeline.write("code/stats.sh", 'echo partial > "$2"; echo broken >&2; exit 4\n')
     change = pipeline.save("break stats")
 
     done = rerund("rerun", cwd=pipeline.path, check=False)
 
     stats = pipeline.record_commit("stats")
+    log = pipeline.path / ".git" / "rerund" / "logs" / f"{stats[:12]}.log"
     assert 1 == done.returncode
     assert f"step {stats[:8]} exited with 4 (recorded: 0)" in done.stderr
+    assert f"see {log}" in done.stderr
     assert f"not run: {pipeline.record_commit('report')[:8]}" in done.stderr
-    assert change == pipeline.head()
-    assert "partial\n" == pipeline.read("work/stats.txt")
-    log = pipeline.path / ".git" / "rerund" / "logs" / f"{stats[:12]}.log"
     assert "broken" in log.read_text()
+    assert ("", committed) == (pipeline.status(), pipeline.read("work/stats.txt"))
+    kept = log.with_suffix(".partial")
+    assert f"its partial outputs are in {kept}" in done.stderr
+    assert "partial\n" == (kept / "work" / "stats.txt").read_text()
+    assert change == pipeline.head()
+    again = rerund("rerun", cwd=pipeline.path, check=False)
+    assert "uncommitted changes" not in again.stderr
+    assert f"step {stats[:8]} exited with 4" in again.stderr
 
 
 def test_record_running_outside_the_dataset_is_refused(dataset: Dataset) -> None:

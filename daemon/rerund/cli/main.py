@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from rerund.cli.progress import Progress
 from rerund.core.dsconfig import DatasetConfig, DriftPolicy
 from rerund.core.gitrepo import GitRepo
 from rerund.core.history import dataset_id, read_run_records
@@ -22,10 +23,12 @@ from rerund.errors import ConfigError, RerundError, RevisionError
 # The daemon's commands import their modules when run: aiohttp, structlog, watchdog,
 # urllib and tomllib would cost every `rerund plan` about a quarter second.
 from rerund.run.execute import ExecOptions, StepContext
-from rerund.run.replay import replay
+from rerund.run.process import interruptible
+from rerund.run.replay import ReplayReport, replay
 from rerund.run.script import render_script
 
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rerund: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return code
 
 
@@ -132,25 +135,45 @@ def _rerun_command(args: argparse.Namespace) -> int:
         _print_plan(plan, "would rerun" if plan.steps else "stale")
         return 0
     log_dir = repo.common_dir / "rerund" / "logs"
-    report = replay(
-        repo,
-        plan,
-        StepContext(dsid, config),
-        ExecOptions(log_dir=log_dir, timeout_s=args.timeout),
-        on_step=lambda r: print(
-            f"{r.step.commit[:8]}  {r.outcome:<10}  "
-            f"{(r.new_commit or '')[:8] or '-':<8}  {r.duration_s:.2f}s  {r.step.summary}"
-        ),
-    )
+    progress = Progress(len(plan.steps), log_dir, sys.stdout, sys.stderr)
+    with interruptible() as interrupt:
+        report = replay(
+            repo,
+            plan,
+            StepContext(dsid, config),
+            ExecOptions(log_dir=log_dir, timeout_s=args.timeout, cancel=interrupt.event),
+            on_step=progress.step_finished,
+            on_start=progress.step_started,
+        )
+    return _rerun_outcome(report, progress, interrupt.signal_name)
+
+
+def _rerun_outcome(report: ReplayReport, progress: Progress, signal_name: str | None) -> int:
+    """Report how the rerun ended: 0 done, 1 a step failed, 130 interrupted."""
+    failed = report.failed_step
+    if report.interrupted:
+        print(f"rerund: interrupted by {signal_name or 'a signal'}", file=sys.stderr)
+    elif failed is not None:
+        progress.step_failed(failed)
     for warning in report.warnings:
         print(f"rerund: warning: {warning}", file=sys.stderr)
-    if report.failure is not None:
+    if report.failure is not None and not report.interrupted:
         print(f"rerund: error: {report.failure}", file=sys.stderr)
-        if report.not_run:
-            skipped = ", ".join(step.commit[:8] for step in report.not_run)
-            print(f"rerund: not run: {skipped}", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
+    if failed is not None:
+        what = "stopped" if report.interrupted else "failed"
+        print(
+            f"rerund: {what} {failed.commit[:8]} ({failed.summary}): its outputs were put back"
+            " as committed"
+            + (f"; its partial outputs are in {report.kept}" if report.kept else ""),
+            file=sys.stderr,
+        )
+    if report.not_run:
+        skipped = ", ".join(step.commit[:8] for step in report.not_run)
+        print(f"rerund: not run: {skipped}", file=sys.stderr)
+    print(progress.summary(report), file=sys.stderr)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if report.failure is not None else 0
 
 
 def _serve_command(args: argparse.Namespace) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -34,6 +33,7 @@ from rerund.errors import (
     StepFailedError,
 )
 from rerund.run.annexbatch import BatchAdd
+from rerund.run.process import start_group, stop_group
 
 Outcome = Literal["committed", "identical"]
 
@@ -94,7 +94,7 @@ def execute_step(
         raise StepFailedError(
             step.commit,
             f"step {step.commit[:8]} exited with {exit_code} (recorded: {step.record.exit});"
-            f" nothing was committed, see {log_path}",
+            f" its changes were not committed, see {log_path}",
             str(log_path),
         )
     if repo.text("rev-parse", "HEAD") != head:
@@ -316,14 +316,8 @@ def _run_command(
     with log_path.open("wb") as log:
         log.write(f"$ {prepared.command}\n".encode())
         log.flush()
-        process = subprocess.Popen(
-            ["/bin/sh", "-c", prepared.command],
-            cwd=prepared.exec_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so a timeout can stop the whole process group
-        )
+        # Its own process group, so stopping it reaches every child it started.
+        process = start_group(["/bin/sh", "-c", prepared.command], prepared.exec_dir, log)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         # Without a cancel event one blocking wait suffices; with one, look at it often.
         slice_s = timeout_s if cancel is None else _POLL_S
@@ -333,14 +327,16 @@ def _run_command(
             except subprocess.TimeoutExpired:
                 pass
             if cancel is not None and cancel.is_set():
-                _kill(process, log, "rerund: stopped because the service is shutting down")
-                raise StepCancelledError(step.commit, f"step {step.commit[:8]} was interrupted")
+                _stop(process, log, "rerund: stopped because rerund was asked to stop")
+                raise StepCancelledError(
+                    step.commit, f"step {step.commit[:8]} was interrupted", str(log_path)
+                )
             if deadline is not None and time.monotonic() > deadline:
-                _kill(process, log, f"rerund: killed after {timeout_s} s")
+                _stop(process, log, f"rerund: stopped after {timeout_s} s")
                 raise StepFailedError(
                     step.commit,
                     f"step {step.commit[:8]} ran longer than {timeout_s} s and was stopped;"
-                    f" nothing was committed, see {log_path}",
+                    f" its changes were not committed, see {log_path}",
                     str(log_path),
                 )
 
@@ -348,9 +344,8 @@ def _run_command(
 _POLL_S = 0.05
 
 
-def _kill(process: subprocess.Popen[bytes], log: BinaryIO, why: str) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+def _stop(process: subprocess.Popen[bytes], log: BinaryIO, why: str) -> None:
+    stop_group(process)
     log.write(f"\n{why}\n".encode())
 
 

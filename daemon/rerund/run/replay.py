@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from rerund.core.gitrepo import GitRepo
 from rerund.core.plan import Plan, Step
 from rerund.core.verified import mark_reproduced
-from rerund.errors import DirtyTreeError, GitError, RerundError
+from rerund.errors import DirtyTreeError, GitError, RerundError, StepCancelledError
 from rerund.run.annexbatch import BatchAdd
 from rerund.run.execute import ExecOptions, StepContext, StepResult, execute_step
+from rerund.run.restore import partial_dir, restore_tree
 
 
 @dataclass
@@ -22,6 +24,10 @@ class ReplayReport:
     failed_step: Step | None = None
     not_run: list[Step] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    kept: Path | None = None
+    """Where the failed step's partial outputs were moved before the tree was reset."""
+    interrupted: bool = False
+    """rerund was asked to stop (a signal); ``failed_step`` is the one it stopped, if any."""
 
     @property
     def ok(self) -> bool:
@@ -44,12 +50,17 @@ def replay(
     plan: Plan,
     context: StepContext,
     options: ExecOptions,
+    *,
     on_step: Callable[[StepResult], None] | None = None,
+    on_start: Callable[[int, Step], None] | None = None,
 ) -> ReplayReport:
     """Execute ``plan`` on the current HEAD; stop at the first failing step.
 
-    The failing step's partial work stays in the tree for inspection, as with
-    ``datalad rerun``; nothing after it runs.
+    The failing (or interrupted) step's changes are moved next to its log and
+    the tree is reset to the last commit, so a later rerun starts clean;
+    nothing after it runs. ``options.cancel`` stops the running step and the
+    rest of the plan. ``on_start`` hears of each step (its 0-based position)
+    before it runs.
     """
     require_clean(repo)
     report = ReplayReport()
@@ -57,12 +68,20 @@ def replay(
     with BatchAdd(repo) as annex_add:
         context = replace(context, annex_add=annex_add)
         for position, step in enumerate(plan.steps):
+            if options.cancel is not None and options.cancel.is_set():
+                report.interrupted = True
+                report.not_run = list(plan.steps[position:])
+                return report
+            if on_start is not None:
+                on_start(position, step)
             try:
                 result = execute_step(repo, step, head, context, options)
             except RerundError as exc:
                 report.failure = exc
                 report.failed_step = step
+                report.interrupted = isinstance(exc, StepCancelledError)
                 report.not_run = list(plan.steps[position + 1 :])
+                _put_back(repo, step, options, report)
                 return report
             if result.outcome == "identical":
                 try:
@@ -76,3 +95,15 @@ def replay(
             if on_step is not None:
                 on_step(result)
     return report
+
+
+def _put_back(repo: GitRepo, step: Step, options: ExecOptions, report: ReplayReport) -> None:
+    """Keep the failed step's changes next to its log and reset the tree to HEAD."""
+    keep_in = partial_dir(options.log_dir / f"{step.commit[:12]}.log")
+    try:
+        kept = restore_tree(repo, keep_in)
+    except (GitError, OSError) as exc:
+        report.warnings.append(f"could not put the work tree back to HEAD: {exc}")
+        return
+    if kept:
+        report.kept = keep_in
