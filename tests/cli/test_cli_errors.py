@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from helpers import Dataset, datalad, rerund, run
@@ -140,3 +144,49 @@ def _commit_bypassing_hook(ds: Dataset) -> str:
     ds.git("add", "raw/data.txt")
     ds.git("commit", "-q", "--no-verify", "-m", "fix raw data")
     return ds.head()
+
+
+def test_missing_directory_is_one_clear_line(tmp_path: Path) -> None:
+    """-C naming a directory that does not exist is an error line, not a traceback."""
+    missing = tmp_path / "nonexistent"
+
+    done = rerund("plan", "-C", str(missing), cwd=tmp_path, check=False)
+
+    assert (1, f"rerund: error: {missing} does not exist\n") == (done.returncode, done.stderr)
+
+
+def test_a_reader_that_stops_early_is_not_an_error(pipeline: Dataset) -> None:
+    """`rerund plan | head -1`: the closed pipe ends rerund quietly, with no traceback."""
+    pipeline.write("raw/data.txt", "5\n")
+    pipeline.save("fix")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before rerund writes a byte
+
+    done = subprocess.run(
+        [sys.executable, "-m", "rerund", "plan"],
+        cwd=pipeline.path,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    os.close(write_end)
+
+    assert (141, "") == (done.returncode, done.stderr)
+
+
+def test_port_in_use_is_a_startup_error(tmp_path: Path) -> None:
+    """`serve` on a port someone else holds says so in one line and exits 3."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        done = run(
+            sys.executable, "-m", "rerund", "serve", "--listen", f"127.0.0.1:{port}",
+            cwd=tmp_path, check=False,
+        )  # fmt: skip
+
+    assert 3 == done.returncode
+    expected = f"rerund: error: cannot listen on 127.0.0.1:{port}: address already in use"
+    assert f"{expected} (http.listen)" == done.stderr.splitlines()[-1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -29,6 +30,7 @@ from rerund.run.script import render_script
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as git and the shell's tools end
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,12 +38,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except RerundError as exc:
         print(f"rerund: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_went_away()
     return code
+
+
+def _reader_went_away() -> int:
+    """``rerund jobs | head``: the reader stopped listening, which is no error of ours."""
+    # Python would complain again when it flushes stdout at exit; point it at nothing.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -192,7 +205,11 @@ def _serve_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rerund: error: {exc}", file=sys.stderr)
         return EXIT_STARTUP_FAILED
-    return Service(settings, make_app).run()
+    service = Service(settings, make_app)
+    code = service.run()
+    if service.startup_error is not None:
+        print(f"rerund: error: {service.startup_error}", file=sys.stderr)
+    return code
 
 
 def _hooks_install_command(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import signal
 import threading
 import time
@@ -25,7 +26,7 @@ from aiohttp import web
 from rerund import settings as settings_module
 from rerund.core.gitrepo import NULL_SHA, GitRepo
 from rerund.core.plan import Plan
-from rerund.errors import GitError, RerundError
+from rerund.errors import ConfigError, GitError, RerundError
 from rerund.run.local import LocalExecutor
 from rerund.service.jobs import JobRunner, JobServices, compute_plan
 from rerund.service.metrics import Metrics
@@ -69,6 +70,8 @@ class Service:
         self._watcher: DirectoryWatcher | None = None
         self._services: JobServices | None = None
         self.started_at = time.time()
+        self.startup_error: str | None = None
+        """Why start-up failed, for the command line to say in one line."""
 
     @property
     def db(self) -> Store:
@@ -87,6 +90,7 @@ class Service:
         try:
             await self.startup()
         except (RerundError, OSError) as exc:
+            self.startup_error = str(exc)
             log.error("start-up failed", error=str(exc))
             await self._close()
             return EXIT_STARTUP_FAILED
@@ -114,7 +118,12 @@ class Service:
         site = web.TCPSite(
             self._runner, settings.listen_host, settings.listen_port, reuse_address=True
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            where = f"{settings.listen_host}:{settings.listen_port}"
+            raise ConfigError(f"cannot listen on {where}: {reason} (http.listen)") from exc
         self._start_watching()
         self._dirty_repos = {repo.name for repo in settings.all_repos()}
         self._intake_wanted.set()
