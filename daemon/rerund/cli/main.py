@@ -18,6 +18,7 @@ from rerund.cli.progress import Progress
 from rerund.core.dsconfig import DatasetConfig, DriftPolicy
 from rerund.core.gitrepo import GitRepo
 from rerund.core.history import dataset_id, read_run_records
+from rerund.core.placeholders import command_text
 from rerund.core.plan import Plan, PlanOptions, plan_tip, since_plan
 from rerund.errors import ConfigError, RerundError, RevisionError
 
@@ -280,7 +281,7 @@ def _named_plan(repo: GitRepo, commits: Sequence[str]) -> tuple[Plan, str | None
         if not found:
             raise RevisionError(f"{sha[:8]} is not a run record")
         selected.append(found[0])
-    plan = since_plan(head, selected, dsid)
+    plan = since_plan(head, selected, dsid, why="requested")
     if plan.notices:
         raise RevisionError(f"{plan.notices[0].commit[:8]} {plan.notices[0].message}")
     return plan, dsid
@@ -308,6 +309,8 @@ def _print_plan(plan: Plan, label: str) -> None:
     for number, step in enumerate(plan.steps, 1):
         why = "; ".join(reason.describe() for reason in step.reasons)
         print(f"{number:>3}. {step.commit[:8]}  {step.summary}  <- {why}")
+        command = command_text(step.record.cmd).replace("\n", "\n         ")
+        print(f"       $ {command}")
 
 
 if __name__ == "__main__":

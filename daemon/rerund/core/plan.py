@@ -10,7 +10,7 @@ pure. No file content is hashed.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,7 +43,8 @@ class Reason:
         if self.kind == "drift":
             return f"output {self.path} was edited by hand in {short}"
         if self.kind == "upstream":
-            return f"depends on stale step {short}"
+            through = f"reads {self.path} written by" if self.path else "depends on"
+            return f"{through} stale step {short}"
         if self.kind == "since":
             return "selected by --since"
         return "requested"
@@ -143,7 +144,8 @@ def stale_plan(
             notices.append(Notice(shas[diff.seq], reason.describe()))
     for child, parents in upstream.items():
         reasons.setdefault(child, []).extend(
-            Reason("upstream", commit=shas[parent]) for parent in sorted(parents)
+            Reason("upstream", path=parents[parent], commit=shas[parent])
+            for parent in sorted(parents)
         )
     drifted = {diff.seq for diff in diffs if diff.kind == "drift"}
     order = _topological(stale, upstream)
@@ -197,30 +199,36 @@ def _unexplained(
 
 def _propagate(
     tracker: StalenessTracker, stale: set[int], options: PlanOptions
-) -> dict[int, set[int]]:
-    """Everything downstream of ``stale`` joins it; returns each one's stale upstreams."""
-    upstream: dict[int, set[int]] = {}
+) -> dict[int, dict[int, str]]:
+    """Everything downstream of ``stale`` joins it.
+
+    Returns each one's stale upstreams, each with the path it reads from them.
+    """
+    upstream: dict[int, dict[int, str]] = {}
     queue = sorted(stale)
     while queue:
         seq = queue.pop()
-        for child in _readers_of_outputs(tracker, seq, options):
-            upstream.setdefault(child, set()).add(seq)
+        for child, path in _readers_of_outputs(tracker, seq, options).items():
+            upstream.setdefault(child, {})[seq] = path
             if child not in stale:
                 stale.add(child)
                 queue.append(child)
     return upstream
 
 
-def _readers_of_outputs(tracker: StalenessTracker, seq: int, options: PlanOptions) -> set[int]:
-    readers: set[int] = set()
-    for path in tracker.owned_by(seq):
+def _readers_of_outputs(
+    tracker: StalenessTracker, seq: int, options: PlanOptions
+) -> dict[int, str]:
+    """The records reading an output of ``seq``, each with the first such path."""
+    readers: dict[int, str] = {}
+    for path in sorted(tracker.owned_by(seq)):
         for row in tracker.readers_of(path):
             if row.seq != seq and (options.implicit_inputs or row.kind != "implicit-input"):
-                readers.add(row.seq)
+                readers.setdefault(row.seq, path)
     return readers
 
 
-def _topological(stale: set[int], upstream: dict[int, set[int]]) -> list[int]:
+def _topological(stale: set[int], upstream: Mapping[int, Iterable[int]]) -> list[int]:
     """Dependencies first; ties (and members of a cycle) keep history order."""
     waiting = {seq: set(upstream.get(seq, ())) & stale for seq in stale}
     children: dict[int, list[int]] = {}
@@ -246,11 +254,14 @@ def _topological(stale: set[int], upstream: dict[int, set[int]]) -> list[int]:
     return order
 
 
-def since_plan(head: str, commits: Sequence[RangeCommit], dsid: str | None) -> Plan:
+def since_plan(
+    head: str, commits: Sequence[RangeCommit], dsid: str | None, why: ReasonKind = "since"
+) -> Plan:
     """Exactly the records ``datalad rerun --since`` would execute, in its order.
 
     ``commits`` are the run records of the range; commits without a record are
     never executed by a rerun onto the tip (DataLad lists and then skips them).
+    ``why`` is ``"requested"`` when the user named the commits themselves.
     """
     steps: list[Step] = []
     notices: list[Notice] = []
@@ -262,6 +273,6 @@ def since_plan(head: str, commits: Sequence[RangeCommit], dsid: str | None) -> P
         elif item.record.dsid is not None and dsid is not None and item.record.dsid != dsid:
             notices.append(Notice(item.commit, "was run from a different dataset; not ours to run"))
         else:
-            reason = Reason("since")
+            reason = Reason(why)
             steps.append(Step(item.commit, item.summary, item.record, (reason,)))
     return Plan(head, tuple(steps), tuple(notices))

@@ -158,6 +158,8 @@ class JobRunner:
             ref = None
         kept = await asyncio.to_thread(workspace.quarantine, job.id)
         log.warning("plan failed", error=error, side_ref=ref, work_tree=str(kept))
+        if ref is not None:  # what did get committed is not lost: say where it is
+            error = f"{error}; the commits of the steps before it are on {ref}"
         return _Outcome("failed", base, error=error, side_ref=ref)
 
     async def _execute(
