@@ -29,7 +29,6 @@ cat > rerund.toml <<TOML
 state_dir = "state"
 [http]
 listen = "127.0.0.1:$port"
-token = "change-me"
 [[repos]]
 name = "lab"
 remote = "lab.git"

@@ -18,6 +18,8 @@ from typing import Any
 
 from helpers import Dataset, git, run
 
+API_TOKEN = "lab-api-token-0123456789"  # noqa: S105 - a test's own token
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -99,7 +101,7 @@ def make_lab(
     secrets = {"github": "gh-secret", "gitlab": "gl-token", "gitea": "gt-secret"}
     config = root / "rerund.toml"
     config.write_text(
-        f'state_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\ntoken = "api-token"\n'
+        f'state_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\ntoken = "{API_TOKEN}"\n'
         "max_body_bytes = 65536\n"
         f"[limits]\nshutdown_timeout_s = {shutdown_timeout_s}\n"
         f'[[repos]]\nname = "lab"\nremote = "{bare}"\nbranch = "main"\n'

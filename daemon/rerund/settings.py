@@ -110,7 +110,7 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
         state_dir=(base / reader.string("state_dir", "var")).resolve(),
         listen_host=host,
         listen_port=port,
-        api_token=_secret(http, "token", base),
+        api_token=_api_token(_secret(http, "token", base)),
         repos=repos,
         repos_dir=(base / repos_dir).resolve() if repos_dir else None,
         repos_dir_branch=reader.string("repos_dir_branch", "main"),
@@ -167,6 +167,26 @@ def _secret(reader: _Reader, key: str, base: Path) -> str | None:
         except OSError as exc:
             raise ConfigError(f"{reader.where}{key}_file: cannot read {from_file}") from exc
     return inline or None
+
+
+MIN_TOKEN_CHARS = 16
+# Stand-ins that documentation and examples use; a daemon must never accept one.
+_PLACEHOLDER_WORDS = ("changeme", "replaceme", "example", "placeholder", "yourtoken", "secret")
+
+
+def _api_token(token: str | None) -> str | None:
+    """Refuse tokens anyone could guess: placeholders and anything short."""
+    if token is None:
+        return None
+    squashed = re.sub(r"[^a-z0-9]", "", token.lower())
+    if any(word in squashed for word in _PLACEHOLDER_WORDS):
+        raise ConfigError(
+            "http.token is a placeholder; generate one, e.g. with"
+            " `python3 -c 'import secrets; print(secrets.token_urlsafe(24))'`"
+        )
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(f"http.token must be at least {MIN_TOKEN_CHARS} characters long")
+    return token
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -15,7 +15,7 @@ import pytest
 
 from helpers import Dataset, git, run
 from rerund.triggers.webhooks import sign
-from service_helpers import Daemon, Lab, free_port, make_lab, wait_for
+from service_helpers import API_TOKEN, Daemon, Lab, free_port, make_lab, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 RERUNS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
@@ -275,7 +275,7 @@ def test_api_trigger_needs_the_token_and_plan_and_metrics_answer(lab: Lab) -> No
         assert 401 == daemon.post("/api/repos/lab/trigger", b"", {})[0]
         assert 403 == daemon.post("/api/repos/lab/trigger", b"", {"Authorization": "Bearer no"})[0]
         status, answer = daemon.post(
-            "/api/repos/lab/trigger", b"", {"Authorization": "Bearer api-token"}
+            "/api/repos/lab/trigger", b"", {"Authorization": f"Bearer {API_TOKEN}"}
         )
         assert (202, "queued") == (status, answer["outcome"])
         wait_for(daemon.idle, what="the triggered job")
