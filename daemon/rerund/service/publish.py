@@ -15,7 +15,7 @@ from __future__ import annotations
 import git as gitpython
 
 from rerund.core.gitrepo import GitRepo
-from rerund.core.verified import NOTES_REF
+from rerund.core.verified import NOTES_BRANCH, NOTES_REF
 from rerund.errors import GitError, PublishError
 from rerund.service.retry import transient_git
 
@@ -72,11 +72,12 @@ def publish(repo: GitRepo, branch: str, base: str, head: str, *, annex: bool) ->
     """Fast-forward the remote ``branch`` from ``base`` to ``head``; returns the new tip.
 
     rerund's notes of identical reproductions (``refs/notes/rerund``) go in the
-    same atomic push, so the branch and what is known about it never part.
+    same atomic push, so the branch and what is known about it never part; and
+    also as the branch every clone fetches (see :mod:`rerund.core.verified`).
     """
     refspecs = [] if head == base else [f"{head}:refs/heads/{branch}"]
     if repo.resolve(NOTES_REF) is not None:
-        refspecs.append(f"{NOTES_REF}:{NOTES_REF}")
+        refspecs.extend([f"{NOTES_REF}:{NOTES_REF}", f"{NOTES_REF}:{NOTES_BRANCH}"])
     if not refspecs:
         return base
     if annex and head != base:
