@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from rerund import __version__
+from rerund.cli.helptext import add_command
 from rerund.cli.progress import Progress
 from rerund.core.dsconfig import DatasetConfig, DriftPolicy
 from rerund.core.gitrepo import GitRepo
@@ -60,16 +62,19 @@ def _reader_went_away() -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rerund", description="Find stale DataLad run records and rerun them."
+        prog="rerund",
+        description="Find stale DataLad run records and rerun them.",
+        epilog="`rerund COMMAND --help` describes each command, with examples.",
     )
+    parser.add_argument("--version", action="version", version=f"rerund {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    plan = commands.add_parser("plan", help="show what is stale now, in order, and why")
+    plan = add_command(commands, "plan")
     _repo_options(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(handler=_plan_command)
 
-    rerun = commands.add_parser("rerun", help="rerun the stale plan (or named records) here")
+    rerun = add_command(commands, "rerun")
     _repo_options(rerun)
     rerun.add_argument("commits", nargs="*", metavar="COMMIT", help="rerun exactly these records")
     rerun.add_argument("--script", metavar="FILE", help="write the commands to FILE ('-': stdout)")
@@ -77,24 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
     rerun.set_defaults(handler=_rerun_command)
 
-    serve = commands.add_parser("serve", help="run the daemon (in the foreground)")
+    serve = add_command(commands, "serve")
     serve.add_argument("--config", type=Path, help="TOML settings (default: embedded defaults)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.add_argument("--listen", metavar="HOST:PORT", help="override http.listen")
     serve.set_defaults(handler=_serve_command)
 
-    hooks = commands.add_parser("hooks", help="install the post-receive hook")
+    hooks = add_command(commands, "hooks")
     hook_commands = hooks.add_subparsers(required=True, metavar="ACTION")
     install = hook_commands.add_parser("install", help="install into a bare repository")
     install.add_argument("bare_repo", type=Path, metavar="BARE_REPO")
     install.add_argument("--config", type=Path, help="the daemon's settings (for its spool)")
     install.set_defaults(handler=_hooks_install_command)
 
-    for name, handler, text in (
-        ("jobs", _jobs_command, "list a running daemon's jobs"),
-        ("status", _status_command, "ask a running daemon how it is"),
-    ):
-        sub = commands.add_parser(name, help=text)
+    for name, handler in (("jobs", _jobs_command), ("status", _status_command)):
+        sub = add_command(commands, name)
         sub.add_argument("--config", type=Path, help="the daemon's settings (for its address)")
         sub.add_argument("--url", help="the daemon's address (default: from the settings)")
         sub.set_defaults(handler=handler)

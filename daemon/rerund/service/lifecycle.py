@@ -150,6 +150,13 @@ class Service:
             requeued_jobs=requeued,
             state_dir=str(settings.state_dir),
         )
+        if not settings.all_repos():  # running, but nothing will ever happen: say why
+            where = str(settings.source or "a settings file given with --config")
+            log.warning(
+                "no repositories configured",
+                hint=f"add a [[repos]] table or repos_dir to {where}"
+                " (config/rerund.toml shows how), then send SIGHUP or restart",
+            )
 
     async def main_loop(self) -> None:
         while not self._should_exit.is_set():
