@@ -52,3 +52,29 @@ def test_interrupt_stops_the_process_group_and_restores_outputs(
     assert [] == [pid for pid in pids if alive(pid)]
     assert "1\n" == dataset.read("out.txt")
     assert ("", slow) == (dataset.status(), dataset.head())
+
+
+def test_ctrl_c_after_an_annexed_commit_keeps_it_and_stops_cleanly(
+    annexed_pipeline: Dataset, tmp_path: Path
+) -> None:
+    """Ctrl-C in the second step of an annexed pipeline: the first step's commit stays whole,
+    the second's outputs are put back, rerund exits 130 (its git-annex batch is not hit)."""
+    ds = annexed_pipeline
+    pidfile = tmp_path / "pids"
+    ds.write("raw/data.txt", "# measurements\n3\n1\n2\n5\n")
+    ds.write("code/stats.sh", 'echo $$ > "$PIDFILE"; sleep 60 & echo $! >> "$PIDFILE"; wait\n')
+    ds.save("new data, slow stats")
+    terminal = Terminal(["rerun"], ds.path, env={"PIDFILE": str(pidfile)})
+    wait_for(lambda: pidfile.is_file() and len(pidfile.read_text().split()) == 2)
+    pids = [int(pid) for pid in pidfile.read_text().split()]
+
+    terminal.type(b"\x03")
+    code = terminal.wait()
+
+    assert 130 == code, terminal.output
+    assert "rerund: interrupted by SIGINT" in terminal.output
+    assert "1 committed, 0 identical, 1 interrupted, 1 not run" in terminal.output
+    assert [] == [pid for pid in pids if alive(pid)]
+    assert ("", "[DATALAD RUNCMD] clean") == (ds.status(), ds.git("log", "-1", "--format=%s"))
+    assert "1\n2\n3\n5\n" == ds.read("work/clean.txt")
+    assert (ds.path / "work" / "stats.txt").is_symlink()  # locked again, as committed

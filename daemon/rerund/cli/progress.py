@@ -81,10 +81,10 @@ class Progress:
     def summary(self, report: ReplayReport) -> str:
         counts = Counter(result.outcome for result in report.results)
         parts = [f"{counts['committed']} committed", f"{counts['identical']} identical"]
-        if report.interrupted:
-            parts.append("1 interrupted" if report.failed_step else "0 interrupted")
-        else:
+        if not report.interrupted:
             parts.append(f"{1 if report.failure else 0} failed")
+        elif report.failed_step is not None:
+            parts.append("1 interrupted")
         if report.not_run:
             parts.append(f"{len(report.not_run)} not run")
         elapsed = _duration(time.monotonic() - self.started)

@@ -55,6 +55,9 @@ class BatchAdd:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
+                # Out of the terminal's process group: Ctrl-C stops rerund's step,
+                # while this batch lives on to stage and journal what was already added.
+                start_new_session=True,
             )
         process = self._process
         if process.stdin is None or process.stdout is None:  # cannot happen with PIPE

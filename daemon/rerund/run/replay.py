@@ -79,7 +79,10 @@ def replay(
             except RerundError as exc:
                 report.failure = exc
                 report.failed_step = step
-                report.interrupted = isinstance(exc, StepCancelledError)
+                # A git call killed by the terminal's Ctrl-C fails as a GitError: an interrupt.
+                report.interrupted = isinstance(exc, StepCancelledError) or (
+                    options.cancel is not None and options.cancel.is_set()
+                )
                 report.not_run = list(plan.steps[position + 1 :])
                 _put_back(repo, step, options, report)
                 return report
