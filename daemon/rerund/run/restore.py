@@ -28,6 +28,8 @@ def restore_tree(repo: GitRepo, keep_in: Path) -> list[str]:
     Returns the paths that were moved aside (relative to the work tree).
     """
     changed = _changed_files(repo)
+    if not changed:  # e.g. inputs could not be fetched: nothing ran, nothing to undo
+        return []
     if keep_in.exists():
         shutil.rmtree(keep_in)
     kept: list[str] = []
