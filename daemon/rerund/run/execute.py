@@ -66,6 +66,8 @@ class StepResult:
     exit_code: int
     duration_s: float
     log_path: Path
+    warnings: tuple[str, ...] = ()
+    """What the step could not do and did without (e.g. content of an implicit input)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class _Prepared:
     exec_dir: Path
     relock: list[str]
     """Annexed outputs that were unlocked or removed and must be annexed again."""
+    warnings: tuple[str, ...] = ()
 
 
 def execute_step(
@@ -114,6 +117,7 @@ def execute_step(
         exit_code=exit_code,
         duration_s=time.monotonic() - started,
         log_path=log_path,
+        warnings=prepared.warnings,
     )
 
 
@@ -151,6 +155,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
         confine.check(path, "a file its commit wrote,", leaf=False)
     if config.record_sidecar:
         confine.check(config.record_dir, "(by configuration) a record directory")
+    warnings: list[str] = []
     if config.is_annex:
         # Files the command names (its script, say) are inputs too: a fresh clone needs them.
         rel_exec = _relative(exec_dir, root)
@@ -162,11 +167,12 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
             if p not in written and confine.inside(p, leaf=False)
         ]
         declared = [str(exec_dir / p) for p in [*inputs.fetch_paths, *extra.fetch_paths]]
-        _get_content(confine, [*declared, *(str(root / p) for p in named)], step)
+        _get_content(confine, declared, step)
+        warnings = _get_implicit(confine, [root / p for p in named])
     relock = _clear_outputs(
         repo, confine, step, exec_dir, outputs.hits, command=command, automatic=automatic
     )
-    return _Prepared(command, exec_dir, relock)
+    return _Prepared(command, exec_dir, relock, tuple(warnings))
 
 
 def _confine_specs(confine: Confinement, exec_dir: Path, *spec_lists: list[str]) -> None:
@@ -205,17 +211,46 @@ def _get_content(confine: Confinement, paths: list[str], step: Step) -> None:
         ) from exc
 
 
+def _get_implicit(confine: Confinement, paths: list[Path]) -> list[str]:
+    """Get what can be got of the files the command names; say what could not.
+
+    Implicit inputs serve staleness. DataLad gets none of them, so a directory
+    (``cd .``) or content no remote has must not fail a step DataLad would run.
+    """
+    wanted = [path for path in paths if not _is_dir(path) and _lacks_content(confine, path)]
+    if not wanted:
+        return []
+    runner = GitRepo(confine.root)
+    runner.annex("get", "--quiet", "--", *map(str, wanted), check=False)
+    if any(not path.is_symlink() for path in wanted):
+        runner.annex("smudge", "--update", check=False)  # see _get_content
+    return [
+        f"could not get the content of {_relative(path, confine.root)}, which the command"
+        " names; it ran without it"
+        for path in wanted
+        if _lacks_content(confine, path)
+    ]
+
+
 def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
 def _lacks_content(confine: Confinement, path: Path) -> bool:
     """An annexed file (or one inside a directory) without its content here."""
-    if path.is_dir() and not path.is_symlink():
+    if _is_dir(path):
         return any(_lacks_content(confine, file) for file in _files_under(path))
     if path.is_symlink():
         return confine.is_annexed(path) and not path.exists()
     return confine.is_annexed(path)  # an unlocked file still holding its pointer text
+
+
+def _is_dir(path: Path) -> bool:
+    """A real directory (not a link to one); a name too long to look up is none."""
+    try:
+        return path.is_dir() and not path.is_symlink()
+    except OSError:
+        return False
 
 
 def _files_under(directory: Path) -> Iterator[Path]:
@@ -330,6 +365,8 @@ def _run_command(
     cancel: threading.Event | None,
 ) -> int:
     with log_path.open("wb") as log:
+        for warning in prepared.warnings:
+            log.write(f"rerund: warning: {warning}\n".encode())
         log.write(f"$ {prepared.command}\n".encode())
         log.flush()
         process = subprocess.Popen(
