@@ -71,6 +71,21 @@ def test_outputs_outside_the_work_tree_are_refused_and_survive(
     assert "" == dataset.status()
 
 
+def test_a_glob_through_a_committed_link_is_refused_before_listing(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    """An output glob under a link to elsewhere is refused; nothing there is removed."""
+    victims = _victims(tmp_path)
+    commit_escaping_link(dataset, victims["link"].parent)
+    record = dataset.commit_record("glob", _record(["lnk/*"]))
+
+    done = rerund("rerun", record, cwd=dataset.path, check=False)
+
+    assert 1 == done.returncode
+    assert "'lnk/*'" in done.stderr
+    assert victims["link"].exists()
+
+
 def test_pwd_through_a_committed_link_is_refused(dataset: Dataset, tmp_path: Path) -> None:
     """A working directory reached through a committed symlink is outside, and refused."""
     victims = _victims(tmp_path)

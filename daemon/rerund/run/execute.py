@@ -176,12 +176,17 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
 
 
 def _confine_specs(confine: Confinement, exec_dir: Path, *spec_lists: list[str]) -> None:
-    """Refuse specs whose literal part leads outside, before globbing reads anything there."""
+    """Refuse specs whose literal part leads outside, before globbing reads anything there.
+
+    A literal part followed by wildcards is a directory glob will list, so a
+    link there is followed; a whole literal spec may name a link itself.
+    """
     for what, specs in zip(("input", "extra input", "output"), spec_lists, strict=True):
         for spec in specs:
             literal = literal_part(spec)
             if literal:
-                confine.check(literal, f"an {what}", base=exec_dir, leaf=False, shown=spec)
+                leaf = literal.rstrip("/") != spec.rstrip("/")
+                confine.check(literal, f"an {what}", base=exec_dir, leaf=leaf, shown=spec)
 
 
 def _io_lists(record: RunRecord) -> dict[str, list[str]]:
