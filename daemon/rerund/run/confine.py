@@ -25,7 +25,6 @@ _MAX_LINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS)
 
 # A git-annex key: BACKEND[-sSIZE][-mMTIME][-Sn][-Cn]--NAME, NAME without "/".
 KEY = r"[A-Za-z0-9_]+(?:-[a-zA-Z][0-9]+)*--[^/\0]+"
-_KEY = re.compile(KEY)
 # What `git annex add` writes: (../)*.git/annex/objects/<hash>/<hash>/KEY/KEY.
 _LINK_TARGET = re.compile(
     r"(?:\.\./)*\.git/annex/objects/(?:[^/.][^/]*/){1,2}(" + KEY + r")/(" + KEY + r")"
@@ -59,7 +58,12 @@ class Confinement:
         Raises :class:`RecordError` naming ``shown`` (default ``path``) when the
         path leads outside.
         """
-        real = resolve(base or self.root, path, leaf=leaf)
+        try:
+            real = resolve(base or self.root, path, leaf=leaf)
+        except SymlinkLoopError as exc:
+            raise RecordError(
+                self.commit, f"names {what} {shown or path!r}, which {exc}; refused"
+            ) from exc
         if not self.contains(real):
             raise RecordError(
                 self.commit,
@@ -76,7 +80,10 @@ class Confinement:
 
     def inside(self, path: str, *, base: Path | None = None, leaf: bool = True) -> bool:
         """Whether ``path`` resolves inside (for words that merely might be paths)."""
-        return self.contains(resolve(base or self.root, path, leaf=leaf))
+        try:
+            return self.contains(resolve(base or self.root, path, leaf=leaf))
+        except SymlinkLoopError:
+            return False
 
     def is_annexed(self, path: Path) -> bool:
         """A locked annex link into our own object store, or an unlocked pointer file."""
@@ -96,21 +103,25 @@ class Confinement:
         match = _LINK_TARGET.fullmatch(target)
         if match is None or match.group(1) != match.group(2):
             return None
-        real = resolve(link.parent, target, leaf=True)
+        try:
+            real = resolve(link.parent, target, leaf=True)
+        except SymlinkLoopError:
+            return None
         if not any(_within(real, objects.resolve()) for objects in self._annex_objects):
             return None
         return real
 
 
-def is_annex_key(text: str) -> bool:
-    return _KEY.fullmatch(text) is not None
+class SymlinkLoopError(ValueError):
+    """Too many symlinks to follow: the kernel would answer ELOOP."""
 
 
 def resolve(base: Path, path: str, *, leaf: bool = True) -> Path:
     """Resolve ``path`` against ``base`` as the kernel would, without requiring it to exist.
 
     Components that do not exist (or cannot be looked up, e.g. a name too long)
-    are taken literally, and a later ".." removes them again.
+    are taken literally, and a later ".." removes them again. Raises
+    :class:`SymlinkLoopError` after as many links as the kernel would follow.
     """
     current = PurePosixPath("/") if path.startswith("/") else PurePosixPath(base.resolve())
     pending = _components(path)
@@ -132,8 +143,8 @@ def resolve(base: Path, path: str, *, leaf: bool = True) -> Path:
             current = candidate
             continue
         hops += 1
-        if hops > _MAX_LINK_HOPS:  # a loop: the kernel would give up too (ELOOP)
-            return Path(candidate)
+        if hops > _MAX_LINK_HOPS:
+            raise SymlinkLoopError(f"leads into a symlink loop at {candidate}")
         target = str(Path(candidate).readlink())
         if target.startswith("/"):
             current = PurePosixPath("/")
