@@ -65,7 +65,7 @@ def test_outputs_outside_the_work_tree_are_refused_and_survive(
     assert 1 == done.returncode
     assert "Traceback" not in done.stderr
     assert spec in done.stderr
-    assert "outside the work tree" in done.stderr
+    assert "outside the dataset's work tree" in done.stderr
     for path in victims.values():
         assert "must survive\n" == path.read_text(encoding="utf-8")
     assert "" == dataset.status()

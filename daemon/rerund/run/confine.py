@@ -68,7 +68,7 @@ class Confinement:
             raise RecordError(
                 self.commit,
                 f"names {what} {shown or path!r}, which resolves to {real}, outside the"
-                " work tree (or into .git); refused before anything ran",
+                " dataset's work tree (or into .git); refused before anything ran",
             )
         return real
 
