@@ -40,7 +40,7 @@ class Confinement:
         self.commit = commit
         dirs = [self.root / ".git", *([git_dir] if git_dir is not None else [])]
         self._forbidden = list(dict.fromkeys(path.resolve() for path in dirs))
-        self._annex_objects = [path / "annex" / "objects" for path in self._forbidden]
+        self._annex_objects = [(path / "annex" / "objects").resolve() for path in self._forbidden]
 
     def check(
         self,
@@ -53,13 +53,14 @@ class Confinement:
     ) -> Path:
         """The real location of ``path`` (relative to ``base``, default the root).
 
+        ``base`` must be a real directory, such as an earlier ``check`` returned.
         ``leaf=False`` leaves a symlink in the last component unfollowed: rerund
         only removes such a path or reads the link itself, never its target.
         Raises :class:`RecordError` naming ``shown`` (default ``path``) when the
         path leads outside.
         """
         try:
-            real = resolve(base or self.root, path, leaf=leaf)
+            real = _resolve(PurePosixPath(base or self.root), path, leaf=leaf)
         except SymlinkLoopError as exc:
             raise RecordError(
                 self.commit, f"names {what} {shown or path!r}, which {exc}; refused"
@@ -81,7 +82,7 @@ class Confinement:
     def inside(self, path: str, *, base: Path | None = None, leaf: bool = True) -> bool:
         """Whether ``path`` resolves inside (for words that merely might be paths)."""
         try:
-            return self.contains(resolve(base or self.root, path, leaf=leaf))
+            return self.contains(_resolve(PurePosixPath(base or self.root), path, leaf=leaf))
         except SymlinkLoopError:
             return False
 
@@ -104,10 +105,10 @@ class Confinement:
         if match is None or match.group(1) != match.group(2):
             return None
         try:
-            real = resolve(link.parent, target, leaf=True)
+            real = _resolve(PurePosixPath(link.parent.resolve()), target, leaf=True)
         except SymlinkLoopError:
             return None
-        if not any(_within(real, objects.resolve()) for objects in self._annex_objects):
+        if not any(_within(real, objects) for objects in self._annex_objects):
             return None
         return real
 
@@ -123,7 +124,12 @@ def resolve(base: Path, path: str, *, leaf: bool = True) -> Path:
     are taken literally, and a later ".." removes them again. Raises
     :class:`SymlinkLoopError` after as many links as the kernel would follow.
     """
-    current = PurePosixPath("/") if path.startswith("/") else PurePosixPath(base.resolve())
+    return _resolve(PurePosixPath(base.resolve()), path, leaf=leaf)
+
+
+def _resolve(real_base: PurePosixPath, path: str, *, leaf: bool) -> Path:
+    """:func:`resolve` from a base that is already real (no links in it)."""
+    current = PurePosixPath("/") if path.startswith("/") else real_base
     pending = _components(path)
     hops = 0
     while pending:
