@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import lzma
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import Dataset, rerund
+from helpers import Dataset, commit_sidecar_record, rerund, xz_bomb
 
 CLEAN_STEPS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
 
@@ -44,18 +43,6 @@ def test_a_lone_surrogate_is_one_notice_and_the_rest_plans(pipeline: Dataset) ->
     assert [] == pipeline.plan()["steps"]
 
 
-def _commit_sidecar_record(ds: Dataset, sidecar: bytes) -> str:
-    """A run record whose JSON lives in the (given) sidecar file, kept in git."""
-    record_id = "0123456789abcdef0123456789abcdef"
-    path = ds.path / ".datalad" / "runinfo" / record_id
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(sidecar)
-    ds.git("-c", "annex.largefiles=nothing", "add", str(path))
-    ds.git("commit", "-qm", "sidecar")
-    ds.git("reset", "-q", "--soft", "HEAD~1")
-    return ds.commit_record("bomb", json.dumps(record_id))
-
-
 def _plan_with_peak_memory(ds: Dataset, tmp_path: Path) -> tuple[dict[str, object], int]:
     """``rerund plan --json`` as a real process, with its own peak resident size in bytes."""
     out_path = tmp_path / "plan.json"
@@ -74,10 +61,9 @@ def test_an_xz_bomb_sidecar_is_a_notice_within_bounded_memory(
     pipeline: Dataset, tmp_path: Path
 ) -> None:
     """A 60 KB sidecar expanding to 200 MiB is refused as a notice; memory stays bounded."""
-    megabyte = lzma.compress(b"a" * (1 << 20), preset=9)
-    bomb = megabyte * 200
+    bomb = xz_bomb(200)
     assert len(bomb) < 100_000
-    bad = _commit_sidecar_record(pipeline, bomb)
+    bad = commit_sidecar_record(pipeline, bomb)
     pipeline.write("raw/data.txt", "# measurements\n3\n1\n2\n10\n")
     pipeline.save("fix raw data")
 

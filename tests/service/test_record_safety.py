@@ -1,4 +1,4 @@
-"""Hand-made records pushed through the real hook to a real daemon (issue 8, items 1 and 6)."""
+"""Hand-made records pushed through the real hook to a real daemon (issue 8, items 1, 6, 9)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Dataset
+from helpers import Dataset, commit_sidecar_record, xz_bomb
 from service_helpers import Daemon, Lab, make_lab, wait_for
 
 RERUNS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
@@ -80,5 +80,30 @@ def test_a_pushed_lone_surrogate_is_a_notice_and_later_jobs_work(lab: Lab) -> No
         assert all(job["state"] == "succeeded" for job in daemon.jobs())
         fix = lab.push_fix()
         wait_for(lambda: RERUNS == lab.subjects_since(fix), what="the reruns to land")
+    finally:
+        assert 0 == daemon.stop()
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_an_xz_bomb_sidecar_costs_the_plan_endpoint_no_memory(lab: Lab) -> None:
+    """GET /api/repos/lab/plan with a 200 MiB xz bomb pushed: a notice, the daemon stays small."""
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.scanned, what="the start-up scan to finish")
+        bad = commit_sidecar_record(lab.user, xz_bomb(200), "bomb")
+        lab.user.git("push", "-q", "origin", "HEAD:main")
+        wait_for(lambda: len(daemon.jobs()) >= 2 and daemon.idle(), what="the push's job")
+
+        plan = daemon.get("/api/repos/lab/plan")
+
+        assert daemon.process is not None
+        assert _peak_rss_bytes(daemon.process.pid) < 250 * 1024 * 1024
+        assert [bad] == [notice["commit"] for notice in plan["notices"]]
+        assert "expands to more than" in plan["notices"][0]["message"]
     finally:
         assert 0 == daemon.stop()
