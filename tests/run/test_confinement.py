@@ -43,7 +43,7 @@ def _record(outputs: list[str], *, cmd: str = "exit 1", inputs: list[str] | None
     return json.dumps(fields, indent=1)
 
 
-def commit_escaping_link(ds: Dataset, target: Path) -> None:
+def _commit_escaping_link(ds: Dataset, target: Path) -> None:
     """A committed symlink ``lnk`` to a directory outside the dataset."""
     (ds.path / "lnk").symlink_to(target)
     ds.git("add", "lnk")
@@ -56,7 +56,7 @@ def test_outputs_outside_the_work_tree_are_refused_and_survive(
 ) -> None:
     """An output outside the tree is refused before anything runs; the file there survives."""
     victims = _victims(tmp_path)
-    commit_escaping_link(dataset, victims["link"].parent)
+    _commit_escaping_link(dataset, victims["link"].parent)
     spec = _escaping_outputs(victims)[case]
     record = dataset.commit_record("escape", _record([spec]))
 
@@ -76,7 +76,7 @@ def test_a_glob_through_a_committed_link_is_refused_before_listing(
 ) -> None:
     """An output glob under a link to elsewhere is refused; nothing there is removed."""
     victims = _victims(tmp_path)
-    commit_escaping_link(dataset, victims["link"].parent)
+    _commit_escaping_link(dataset, victims["link"].parent)
     record = dataset.commit_record("glob", _record(["lnk/*"]))
 
     done = rerund("rerun", record, cwd=dataset.path, check=False)
@@ -89,7 +89,7 @@ def test_a_glob_through_a_committed_link_is_refused_before_listing(
 def test_pwd_through_a_committed_link_is_refused(dataset: Dataset, tmp_path: Path) -> None:
     """A working directory reached through a committed symlink is outside, and refused."""
     victims = _victims(tmp_path)
-    commit_escaping_link(dataset, victims["link"].parent)
+    _commit_escaping_link(dataset, victims["link"].parent)
     fields = {"cmd": "rm -f file", "exit": 0, "inputs": [], "outputs": [], "pwd": "lnk"}
     record = dataset.commit_record("elsewhere", json.dumps(fields))
 
