@@ -28,6 +28,9 @@ from rerund.core.records import RunRecord
 
 DiffKind = Literal["input", "implicit-input", "drift"]
 
+TRACKER_VERSION = "2"
+"""Bumped when the tables' meaning changes (2: a record owns what its commit deletes)."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS owners (path TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS owners_by_seq ON owners (seq);
@@ -70,8 +73,9 @@ class StalenessTracker:
         self._db = index.db
         self._db.executescript(_SCHEMA)
         index.listener = self
-        if self._db.execute("SELECT value FROM meta WHERE key = 'tracked'").fetchone() is None:
-            index.reset()  # tables from before this tracker existed: replay everything
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'tracked'").fetchone()
+        if row is None or row[0] != TRACKER_VERSION:
+            index.reset()  # tables from an older (or no) tracker: replay everything
 
     def update(self, tip: str) -> int:
         """Bring index and tables up to ``tip``; returns how many commits were read."""
@@ -82,7 +86,7 @@ class StalenessTracker:
     def reset(self) -> None:
         for table in ("owners", "inputs", "diffs", "notices"):
             self._db.execute(f"DELETE FROM {table}")
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('tracked', '1')")
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('tracked', ?)", (TRACKER_VERSION,))
 
     def commit_added(self, commit: IndexedCommit) -> None:
         claimed: set[str] = set()
@@ -92,7 +96,10 @@ class StalenessTracker:
             if notice is not None:
                 self._db.execute("INSERT INTO notices VALUES (?, ?)", (rec.seq, notice))
             elif rec.record is not None:
-                claimed = self._claim(rec, rec.record)
+                # What a run record's commit deletes is its command's doing too: never a
+                # hand edit of an older record's output (a rerun may drop a file).
+                deleted = {path for path, content in commit.changes if content is None}
+                claimed = self._claim(rec, rec.record, deleted)
         for path, content in commit.changes:
             self._note_change(commit.seq, path, content, owned_here=path in claimed)
 
@@ -110,10 +117,10 @@ class StalenessTracker:
             return "was run from a different dataset; not ours to run"
         return None
 
-    def _claim(self, rec: IndexedRecord, record: RunRecord) -> set[str]:
+    def _claim(self, rec: IndexedRecord, record: RunRecord, deleted: set[str]) -> set[str]:
         """Make ``rec`` the current record of its effective outputs; returns them."""
         outputs = [spec_matcher(spec, record.pwd) for spec in record.outputs]
-        paths = set(rec.changed)
+        paths = set(rec.changed) | deleted
         paths.update(m.literal_prefix for m in outputs if not m.is_glob and m.literal_prefix)
         paths.discard(rec.sidecar or "")
         losers: set[int] = set()

@@ -21,18 +21,18 @@ from typing import BinaryIO, Literal
 
 from rerund.core.dsconfig import DatasetConfig
 from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
-from rerund.core.globbing import SpecMatcher, expand_specs, spec_matcher
+from rerund.core.globbing import SpecMatcher, expand_specs, literal_part, spec_matcher
 from rerund.core.placeholders import expand_command, format_io_specs, named_paths
 from rerund.core.plan import Step
 from rerund.core.records import RunRecord, encode_sidecar, format_message, sidecar_id
 from rerund.errors import (
     GitError,
     InputError,
-    RecordError,
     StepCancelledError,
     StepFailedError,
 )
 from rerund.run.annexbatch import BatchAdd
+from rerund.run.confine import Confinement
 from rerund.run.process import start_group, stop_group
 
 Outcome = Literal["committed", "identical"]
@@ -66,6 +66,8 @@ class StepResult:
     exit_code: int
     duration_s: float
     log_path: Path
+    warnings: tuple[str, ...] = ()
+    """What the step could not do and did without (e.g. content of an implicit input)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class _Prepared:
     exec_dir: Path
     relock: list[str]
     """Annexed outputs that were unlocked or removed and must be annexed again."""
+    warnings: tuple[str, ...] = ()
 
 
 def execute_step(
@@ -114,24 +117,31 @@ def execute_step(
         exit_code=exit_code,
         duration_s=time.monotonic() - started,
         log_path=log_path,
+        warnings=prepared.warnings,
     )
 
 
 def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
     record = step.record
-    root = repo.path.resolve()
-    exec_dir = (root / record.pwd).resolve()
-    if exec_dir != root and root not in exec_dir.parents:
-        raise RecordError(step.commit, f"runs in {record.pwd!r}, outside the dataset")
+    confine = Confinement(repo.path, step.commit, repo.common_dir)
+    root = confine.root
+    exec_dir = confine.check(record.pwd, "its working directory")
     io_mapping = {**config.substitutions, **_io_lists(record)}
-    inputs = expand_specs(format_io_specs(record.inputs, io_mapping), exec_dir)
-    extra = expand_specs(format_io_specs(record.extra_inputs, io_mapping), exec_dir)
+    input_specs = format_io_specs(record.inputs, io_mapping)
+    extra_specs = format_io_specs(record.extra_inputs, io_mapping)
+    output_specs = format_io_specs(record.outputs, io_mapping)
+    _confine_specs(confine, exec_dir, input_specs, extra_specs, output_specs)
+    inputs = expand_specs(input_specs, exec_dir)
+    extra = expand_specs(extra_specs, exec_dir)
     missing = inputs.misses + extra.misses
     if missing:
         raise InputError(
             f"step {step.commit[:8]}: input did not match an existing file: {missing[0]}"
         )
-    outputs = expand_specs(format_io_specs(record.outputs, io_mapping), exec_dir)
+    outputs = expand_specs(output_specs, exec_dir)
+    for what, found in (("input", inputs), ("input", extra), ("output", outputs)):
+        for hit in [*found.hits, *found.partial_hits]:
+            confine.check(hit, f"an {what} matching", base=exec_dir, leaf=False)
     command = expand_command(
         record.cmd,
         inputs=inputs.command_paths,
@@ -141,18 +151,42 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
         substitutions=config.substitutions,
     )
     automatic = _automatic_outputs(repo, step.commit)
+    for path in automatic:
+        confine.check(path, "a file its commit wrote,", leaf=False)
+    if config.record_sidecar:
+        confine.check(config.record_dir, "(by configuration) a record directory")
+    warnings: list[str] = []
     if config.is_annex:
         # Files the command names (its script, say) are inputs too: a fresh clone needs them.
         rel_exec = _relative(exec_dir, root)
         written = {posixpath.normpath(posixpath.join(rel_exec, hit)) for hit in outputs.hits}
         written.update(automatic)
-        named = [p for p in named_paths(command, rel_exec) if p not in written]
+        named = [
+            p
+            for p in named_paths(command, rel_exec)
+            if p not in written and confine.inside(p, leaf=False)
+        ]
         declared = [str(exec_dir / p) for p in [*inputs.fetch_paths, *extra.fetch_paths]]
-        _get_content(root, [*declared, *(str(root / p) for p in named)], step)
+        _get_content(confine, declared, step)
+        warnings = _get_implicit(confine, [root / p for p in named])
     relock = _clear_outputs(
-        repo, step, exec_dir, outputs.hits, command=command, automatic=automatic
+        repo, confine, step, exec_dir, outputs.hits, command=command, automatic=automatic
     )
-    return _Prepared(command, exec_dir, relock)
+    return _Prepared(command, exec_dir, relock, tuple(warnings))
+
+
+def _confine_specs(confine: Confinement, exec_dir: Path, *spec_lists: list[str]) -> None:
+    """Refuse specs whose literal part leads outside, before globbing reads anything there.
+
+    A literal part followed by wildcards is a directory glob will list, so a
+    link there is followed; a whole literal spec may name a link itself.
+    """
+    for what, specs in zip(("input", "extra input", "output"), spec_lists, strict=True):
+        for spec in specs:
+            literal = literal_part(spec)
+            if literal:
+                leaf = literal.rstrip("/") != spec.rstrip("/")
+                confine.check(literal, f"an {what}", base=exec_dir, leaf=leaf, shown=spec)
 
 
 def _io_lists(record: RunRecord) -> dict[str, list[str]]:
@@ -164,12 +198,12 @@ def _io_lists(record: RunRecord) -> dict[str, list[str]]:
     return {name: value for name, value in lists.items() if value}
 
 
-def _get_content(root: Path, paths: list[str], step: Step) -> None:
+def _get_content(confine: Confinement, paths: list[str], step: Step) -> None:
     """Fetch annexed inputs whose content is absent; everything else is already here."""
-    absent = [path for path in dict.fromkeys(paths) if _lacks_content(Path(path))]
+    absent = [path for path in dict.fromkeys(paths) if _lacks_content(confine, Path(path))]
     if not absent:
         return
-    runner = GitRepo(root)
+    runner = GitRepo(confine.root)
     try:
         runner.annex("get", "--quiet", "--", *absent)
         if any(not Path(path).is_symlink() for path in absent):
@@ -182,17 +216,46 @@ def _get_content(root: Path, paths: list[str], step: Step) -> None:
         ) from exc
 
 
+def _get_implicit(confine: Confinement, paths: list[Path]) -> list[str]:
+    """Get what can be got of the files the command names; say what could not.
+
+    Implicit inputs serve staleness. DataLad gets none of them, so a directory
+    (``cd .``) or content no remote has must not fail a step DataLad would run.
+    """
+    wanted = [path for path in paths if not _is_dir(path) and _lacks_content(confine, path)]
+    if not wanted:
+        return []
+    runner = GitRepo(confine.root)
+    runner.annex("get", "--quiet", "--", *map(str, wanted), check=False)
+    if any(not path.is_symlink() for path in wanted):
+        runner.annex("smudge", "--update", check=False)  # see _get_content
+    return [
+        f"could not get the content of {_relative(path, confine.root)}, which the command"
+        " names; it ran without it"
+        for path in wanted
+        if _lacks_content(confine, path)
+    ]
+
+
 def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _lacks_content(path: Path) -> bool:
+def _lacks_content(confine: Confinement, path: Path) -> bool:
     """An annexed file (or one inside a directory) without its content here."""
-    if path.is_dir() and not path.is_symlink():
-        return any(_lacks_content(file) for file in _files_under(path))
+    if _is_dir(path):
+        return any(_lacks_content(confine, file) for file in _files_under(path))
     if path.is_symlink():
-        return _is_annexed(path) and not path.exists()
-    return _is_annexed(path)  # an unlocked file still holding its pointer text
+        return confine.is_annexed(path) and not path.exists()
+    return confine.is_annexed(path)  # an unlocked file still holding its pointer text
+
+
+def _is_dir(path: Path) -> bool:
+    """A real directory (not a link to one); a name too long to look up is none."""
+    try:
+        return path.is_dir() and not path.is_symlink()
+    except OSError:
+        return False
 
 
 def _files_under(directory: Path) -> Iterator[Path]:
@@ -206,6 +269,7 @@ def _files_under(directory: Path) -> Iterator[Path]:
 
 def _clear_outputs(
     repo: GitRepo,
+    confine: Confinement,
     step: Step,
     exec_dir: Path,
     declared_hits: list[str],
@@ -221,7 +285,7 @@ def _clear_outputs(
     dataset root as an output only unlocks: removing everything is never meant.
     Returns the annexed outputs, which must be annexed again when saved.
     """
-    root = repo.path.resolve()
+    root = confine.root
     record = step.record
     rel_exec = exec_dir.relative_to(root).as_posix()
     candidates: list[str] = []
@@ -239,21 +303,23 @@ def _clear_outputs(
     for path in dict.fromkeys(candidates):
         if path in (".", "") or path.startswith(".git/") or path.startswith(".datalad/"):
             continue
-        target = root / path
+        target = confine.check(path, "an output", leaf=False)  # exactly what is touched
         if not target.is_symlink() and not target.is_file():
             continue
-        if _is_annexed(target):
+        if confine.is_annexed(target):
             annexed.append(path)
-            if target.exists():  # content present: unlock so the command writes a copy
-                _unlock(target)
-            else:
-                target.unlink()
+            if target.is_symlink():  # an unlocked pointer file stays, to be overwritten
+                content = confine.annex_object(target)
+                if content is not None and content.exists():
+                    _unlock(target, content)  # content present: the command writes a copy
+                else:
+                    target.unlink()
         elif path not in keep and path not in named and not _covered(path, read_specs):
             target.unlink()
     return annexed
 
 
-def _unlock(link: Path) -> None:
+def _unlock(link: Path, content: Path) -> None:
     """Replace an annex symlink by a private copy of its content.
 
     What ``git annex unlock`` does for the command's sake, without starting
@@ -261,7 +327,6 @@ def _unlock(link: Path) -> None:
     the annex is never written through (which root could do to a locked file).
     The file is annexed and locked again when the step is saved.
     """
-    content = link.resolve(strict=True)
     copy = link.with_name(f".{link.name}.rerund-unlock")
     shutil.copyfile(content, copy)
     copy.chmod(0o644)
@@ -297,15 +362,6 @@ def _tracked_files_under(root: Path, path: str) -> list[str]:
     return [path]
 
 
-def _is_annexed(path: Path) -> bool:
-    if path.is_symlink():
-        return "/annex/objects/" in str(path.readlink())
-    if not path.is_file() or path.stat().st_size > 1024:
-        return False
-    with path.open("rb") as handle:
-        return handle.read(15) == b"/annex/objects/"
-
-
 def _run_command(
     prepared: _Prepared,
     step: Step,
@@ -314,6 +370,8 @@ def _run_command(
     cancel: threading.Event | None,
 ) -> int:
     with log_path.open("wb") as log:
+        for warning in prepared.warnings:
+            log.write(f"rerund: warning: {warning}\n".encode())
         log.write(f"$ {prepared.command}\n".encode())
         log.flush()
         # Its own process group, so stopping it reaches every child it started.

@@ -95,6 +95,7 @@ def replay(
                     )
             head = result.head
             report.results.append(result)
+            report.warnings.extend(f"{step.commit[:8]}: {text}" for text in result.warnings)
             if on_step is not None:
                 on_step(result)
     return report
