@@ -6,6 +6,7 @@ invalid value is refused at start with one message naming the key.
 
 from __future__ import annotations
 
+import grp
 import re
 import tomllib
 from collections.abc import Mapping
@@ -35,6 +36,14 @@ class RepoSettings:
     """Watch the remote's refs on disk (only for local bare repositories)."""
 
     @property
+    def slug(self) -> str:
+        """The name as one path component, injectively: names never hold '+'.
+
+        ``grp/x`` and ``grp_x`` get their own work clone, mirror and kept trees.
+        """
+        return self.name.replace("/", "+")
+
+    @property
     def local_path(self) -> Path | None:
         """The remote as a directory on this machine, if it is one."""
         if "://" in self.remote or re.match(r"^[^/]+@[^/]+:", self.remote):
@@ -57,6 +66,10 @@ class Settings:
     lease_s: float = 600.0
     shutdown_timeout_s: float = 60.0
     max_body_bytes: int = 5 * 1024 * 1024
+    max_log_bytes: int = 100 * 1024 * 1024
+    """A step writing more output than this is stopped (and fails)."""
+    spool_group: str | None = None
+    """The group that may write the hook spool (default: the repositories' own group)."""
     source: Path | None = None
     """The file these settings came from (reloaded on SIGHUP)."""
 
@@ -119,7 +132,9 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
         job_max_attempts=limits.integer("job_max_attempts", 3, minimum=1),
         lease_s=limits.number("lease_s", 600.0),
         shutdown_timeout_s=limits.number("shutdown_timeout_s", 60.0),
+        max_log_bytes=limits.integer("max_log_bytes", 100 * 1024 * 1024, minimum=1024),
         max_body_bytes=http.integer("max_body_bytes", 5 * 1024 * 1024, minimum=1024),
+        spool_group=_group(reader.optional_string("spool_group")),
     )
     reader.reject_unknown()
     http.reject_unknown()
@@ -153,6 +168,16 @@ def _repo(item: object, position: int, base: Path) -> RepoSettings:
     )
     reader.reject_unknown()
     return repo
+
+
+def _group(name: str | None) -> str | None:
+    if name is None or name.isdecimal():
+        return name
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        raise ConfigError(f"spool_group: no group named {name!r} on this machine") from None
+    return name
 
 
 def _secret(reader: _Reader, key: str, base: Path) -> str | None:
