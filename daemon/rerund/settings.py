@@ -7,6 +7,7 @@ invalid value is refused at start with one message naming the key.
 from __future__ import annotations
 
 import grp
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ class RepoSettings:
     drift: DriftPolicy = "rerun"
     watch: bool = True
     """Watch the remote's refs on disk (only for local bare repositories)."""
+    forge_name: str | None = None
+    """The repository as the forge names it (``owner/name``); deliveries must name it."""
 
     @property
     def slug(self) -> str:
@@ -72,6 +75,8 @@ class Settings:
     """The group that may write the hook spool (default: the repositories' own group)."""
     source: Path | None = None
     """The file these settings came from (reloaded on SIGHUP)."""
+    discovered: tuple[RepoSettings, ...] | None = None
+    """Repositories found under ``repos_dir`` by :func:`discover`; ``None``: look each time."""
 
     def repo(self, name: str) -> RepoSettings | None:
         return next((repo for repo in self.all_repos() if repo.name == name), None)
@@ -81,17 +86,29 @@ class Settings:
         if self.repos_dir is None:
             return self.repos
         listed = {repo.name for repo in self.repos}
-        found = [
-            RepoSettings(name=name, remote=str(path), branch=self.repos_dir_branch)
-            for name, path in _bare_repositories(self.repos_dir)
-            if name not in listed
-        ]
-        return (*self.repos, *found)
+        found = self.discovered if self.discovered is not None else _found(self)
+        return (*self.repos, *(repo for repo in found if repo.name not in listed))
 
     @property
     def spool_dir(self) -> Path:
         """Where the post-receive hook drops ref updates for the daemon."""
         return self.state_dir / "spool"
+
+
+def discover(settings: Settings) -> Settings:
+    """``settings`` with ``repos_dir`` walked once (blocking: the daemon runs it in a thread)."""
+    if settings.repos_dir is None:
+        return settings
+    return replace(settings, discovered=_found(settings))
+
+
+def _found(settings: Settings) -> tuple[RepoSettings, ...]:
+    if settings.repos_dir is None:
+        return ()
+    return tuple(
+        RepoSettings(name=name, remote=str(path), branch=settings.repos_dir_branch)
+        for name, path in _bare_repositories(settings.repos_dir)
+    )
 
 
 def load(path: Path | None) -> Settings:
@@ -165,6 +182,7 @@ def _repo(item: object, position: int, base: Path) -> RepoSettings:
         implicit_inputs=reader.boolean("implicit_inputs", True),
         drift="report" if drift == "report" else "rerun",
         watch=reader.boolean("watch", True),
+        forge_name=reader.optional_string("forge_name"),
     )
     reader.reject_unknown()
     return repo
@@ -206,13 +224,15 @@ def _bare_repositories(root: Path) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     if not root.is_dir():
         return found
-    for head in sorted(root.rglob("HEAD")):
-        repo = head.parent
-        if (repo / "objects").is_dir() and (repo / "refs").is_dir() and repo != root:
-            name = repo.relative_to(root).as_posix().removesuffix(".git")
+    for directory, subdirs, files in os.walk(root):
+        here = Path(directory)
+        if "HEAD" in files and {"objects", "refs"} <= set(subdirs) and here != root:
+            subdirs.clear()  # never walk a repository's objects
+            name = here.relative_to(root).as_posix().removesuffix(".git")
             if _NAME.fullmatch(name):
-                found.append((name, repo))
-    return found
+                found.append((name, here))
+        subdirs.sort()
+    return sorted(found)
 
 
 class _Reader:

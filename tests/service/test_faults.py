@@ -629,3 +629,80 @@ def test_a_text_plain_webhook_body_is_refused(lab: Lab) -> None:
         assert 1 == len(daemon.jobs())
     finally:
         daemon.stop()
+
+
+def test_a_delivery_about_another_repository_is_refused(lab: Lab) -> None:
+    """Two repositories share a secret: a delivery naming one, sent to the other, is 409."""
+    from rerund.triggers.webhooks import sign  # noqa: PLC0415
+
+    other = lab.root / "srv" / "other.git"
+    git("clone", "-q", "--bare", str(lab.bare), str(other), cwd=lab.root)
+    with lab.config.open("a") as config:
+        config.write(
+            f'[[repos]]\nname = "other"\nremote = "{other}"\ngithub_secret = "gh-secret"\n'
+        )
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(lambda: len(daemon.jobs()) == 2 and daemon.idle(), what="the start-up scans")
+        payload = {"ref": "refs/heads/main", "before": "a" * 40, "after": "b" * 40}
+        answers = {}
+        for named in ("other", "lab"):
+            body = json.dumps({**payload, "repository": {"full_name": named}}).encode()
+            answers[named] = daemon.post(
+                "/hooks/github/lab", body, sign("github", body, "gh-secret")
+            )
+        assert 409 == answers["other"][0]
+        assert "not 'lab'" in answers["other"][1]["error"]
+        assert 202 == answers["lab"][0]
+    finally:
+        daemon.stop()
+
+
+# -- 15: repos_dir discovery ----------------------------------------------------------------
+
+
+def test_repos_dir_is_walked_off_the_loop_and_a_miss_looks_again(
+    _pipeline_template: Dataset, tmp_path: Path
+) -> None:
+    """Under repos_dir, 50 deliveries to an unknown name leave /healthz fast; a repository
+    created after start is found by the next delivery without a restart."""
+    lab = make_lab(tmp_path, _pipeline_template, hook=False, watch=False)
+    junk = lab.root / "srv" / "junk"
+    for top in range(40):
+        (junk / str(top)).mkdir(parents=True)
+        for leaf in range(500):
+            (junk / str(top) / f"f{leaf}").touch()
+    lab.config.write_text(
+        f'state_dir = "state"\nrepos_dir = "srv"\n[http]\nlisten = "127.0.0.1:{lab.port}"\n'
+    )
+    daemon = Daemon(lab).start()
+    try:
+        body = b'{"zen": "hi"}'
+        headers = {"X-GitHub-Event": "ping", "Content-Type": "application/json"}
+        assert 404 == daemon.post("/hooks/github/new/one", body, headers)[0]
+        latencies: list[float] = []
+
+        def flood() -> None:
+            for _ in range(25):
+                daemon.post("/hooks/github/nobody", body, headers)
+
+        threads = [threading.Thread(target=flood) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            started = time.monotonic()
+            daemon.get("/healthz")
+            latencies.append(time.monotonic() - started)
+        for thread in threads:
+            thread.join()
+        assert max(latencies) < 0.5, max(latencies)
+
+        git("init", "-q", "--bare", str(lab.root / "srv" / "new" / "one.git"), cwd=lab.root)
+        time.sleep(1.1)
+        status, answer = daemon.post("/hooks/github/new/one", body, headers)
+        assert (403, "repository new/one has no github secret configured") == (
+            status,
+            answer["error"],
+        )
+    finally:
+        daemon.stop()

@@ -52,6 +52,9 @@ _SPARE_THREADS = 16
 # Storage errors (disk full, read-only state) are retried, not fatal; a stuck
 # store is retried at most this often.
 _STORAGE_ERRORS = (sqlite3.Error, OSError)
+EVENTS_KEPT_S = 30 * 24 * 3600.0
+_PRUNE_EVERY_S = 3600.0
+_REDISCOVER_S = 1.0  # a lookup of an unknown name walks repos_dir at most this often
 
 
 AppFactory = Callable[["Service"], web.Application]
@@ -84,6 +87,8 @@ class Service:
         self._core: dict[str, asyncio.Task[Any]] = {}
         self._crashed = False
         self._state_lock: StateLock | None = None
+        self._discovered_at = 0.0
+        self._discovery = asyncio.Lock()
         self._mirror_locks: dict[str, asyncio.Lock] = {}
         self.started_at = time.time()
 
@@ -118,10 +123,11 @@ class Service:
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
 
     async def startup(self) -> None:
-        settings = self.settings
         # Before anything else: a second daemon must not recover the first one's jobs.
-        self._state_lock = StateLock(settings.state_dir)
+        self._state_lock = StateLock(self.settings.state_dir)
         self._state_lock.acquire()
+        settings = self.settings = await asyncio.to_thread(settings_module.discover, self.settings)
+        self._discovered_at = time.monotonic()
         loop = asyncio.get_running_loop()
         loop.set_default_executor(
             ThreadPoolExecutor(settings.max_concurrent_steps + _SPARE_THREADS, "rerund")
@@ -214,6 +220,7 @@ class Service:
     async def _reload_settings(self) -> None:
         try:
             fresh = await asyncio.to_thread(settings_module.load, self.settings.source)
+            fresh = await asyncio.to_thread(settings_module.discover, fresh)
         except RerundError as exc:
             log.error("reload refused; keeping the running configuration", error=str(exc))
             return
@@ -440,12 +447,17 @@ class Service:
         return result
 
     async def _event_writer(self) -> None:
+        pruned_at = 0.0
         while True:
             await self._events_waiting.wait()
             self._events_waiting.clear()
             batch, self._pending_events = self._pending_events, []
             if not batch:
                 continue
+            if time.time() - pruned_at > _PRUNE_EVERY_S:
+                pruned_at = time.time()
+                with contextlib.suppress(*_STORAGE_ERRORS):  # only housekeeping
+                    await asyncio.to_thread(self.db.prune_events, before=pruned_at - EVENTS_KEPT_S)
             notes = [note for note, _ in batch]
             try:
                 results = await asyncio.to_thread(self.db.record_events, notes, now=time.time())
@@ -459,6 +471,23 @@ class Service:
                     answer.set_result(result)
 
     # -- questions for the API -------------------------------------------------------
+
+    async def find_repo(self, name: str) -> RepoSettings | None:
+        """The repository ``name``; under ``repos_dir``, a miss looks again (once a second)."""
+        repo = self.settings.repo(name)
+        if repo is not None or self.settings.repos_dir is None:
+            return repo
+        async with self._discovery:  # one walk at a time, shared by every waiting miss
+            if time.monotonic() - self._discovered_at >= _REDISCOVER_S:
+                fresh = await asyncio.to_thread(settings_module.discover, self.settings)
+                self._discovered_at = time.monotonic()
+                self._use_settings(replace(self.settings, discovered=fresh.discovered))
+        return self.settings.repo(name)
+
+    def _use_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        if self._services is not None:
+            self._services.settings = settings
 
     async def current_plan(self, repo: RepoSettings) -> Plan:
         # One writer per mirror: concurrent fetches into one bare repository break it.

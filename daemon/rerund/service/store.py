@@ -462,6 +462,12 @@ class Store:
         counts["events"] = int(events)
         return counts
 
+    def prune_events(self, *, before: float) -> int:
+        """Forget notifications received before ``before`` (deliveries are not retried
+        that late, so their ids are no longer needed to spot duplicates)."""
+        with self._write() as db:
+            return db.execute("DELETE FROM events WHERE received_at < ?", (before,)).rowcount
+
     def event_count(self, delivery_id: str) -> int:
         with self._lock:
             row = self._db.execute(

@@ -23,7 +23,15 @@ from rerund.service.metrics import Metrics
 from rerund.service.store import EventResult, StepRow, Store
 from rerund.service.workspace import read_remote_tip
 from rerund.settings import RepoSettings, Settings
-from rerund.triggers.webhooks import PROVIDERS, Ignored, Ping, WebhookError, parse, verify
+from rerund.triggers.webhooks import (
+    PROVIDERS,
+    Ignored,
+    Ping,
+    PushEvent,
+    WebhookError,
+    parse,
+    verify,
+)
 
 
 class Daemon(Protocol):
@@ -50,6 +58,8 @@ class Daemon(Protocol):
     async def current_plan(self, repo: RepoSettings) -> Plan: ...
 
     def down_tasks(self) -> list[str]: ...
+
+    async def find_repo(self, name: str) -> RepoSettings | None: ...
 
 
 SERVICE: web.AppKey[Daemon] = web.AppKey("service")
@@ -100,7 +110,7 @@ async def webhook(request: web.Request) -> web.Response:  # noqa: PLR0911 - one 
     provider = request.match_info["provider"]
     if provider not in PROVIDERS:
         return _error(404, f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
-    repo = service.settings.repo(request.match_info["name"])
+    repo = await service.find_repo(request.match_info["name"])
     if repo is None:
         return _error(404, f"no repository named {request.match_info['name']!r} is served here")
     secret = next((repo.secrets[k] for k in _SECRET_KEYS[provider] if k in repo.secrets), None)
@@ -121,6 +131,11 @@ async def webhook(request: web.Request) -> web.Response:  # noqa: PLR0911 - one 
     if isinstance(event, Ping):
         service.metrics.deliveries.labels(provider, "ping").inc()
         return web.json_response({"pong": True})
+    if isinstance(event, PushEvent):
+        mismatch = _names_other_repository(service.settings, repo, event.repository)
+        if mismatch is not None:
+            service.metrics.deliveries.labels(provider, "rejected-409").inc()
+            return _error(409, mismatch)
     if isinstance(event, Ignored) or event.branch != repo.branch or event.deleted:
         service.metrics.deliveries.labels(provider, "ignored").inc()
         what = event.event if isinstance(event, Ignored) else f"push to {event.ref}"
@@ -135,6 +150,25 @@ async def webhook(request: web.Request) -> web.Response:  # noqa: PLR0911 - one 
     )
     service.metrics.deliveries.labels(provider, result.outcome).inc()
     return web.json_response({"outcome": result.outcome, "job": result.job_id}, status=202)
+
+
+def _names_other_repository(settings: Settings, repo: RepoSettings, named: str) -> str | None:
+    """Why a delivery for ``named`` must not count for ``repo``; ``None`` when it may.
+
+    With ``forge_name`` set the payload must name exactly it. Without, a payload that
+    names another served repository, or comes with a secret other repositories share,
+    must name this one: a signature proves who sent it, not where it was meant to go.
+    """
+    if repo.forge_name is not None:
+        ok = named == repo.forge_name
+    else:
+        others = [other for other in settings.all_repos() if other.name != repo.name]
+        names_other = any(named in (other.name, other.forge_name) for other in others)
+        shared = any(set(other.secrets.values()) & set(repo.secrets.values()) for other in others)
+        ok = named == repo.name or not (names_other or shared)
+    if ok:
+        return None
+    return f"the delivery is about repository {named[:200]!r}, not {repo.name!r} (forge_name)"
 
 
 # -- API ------------------------------------------------------------------------------------
@@ -244,7 +278,7 @@ async def list_repos(request: web.Request) -> web.Response:
 
 async def repo_plan(request: web.Request) -> web.Response:
     service = _service(request)
-    repo = service.settings.repo(request.match_info["name"])
+    repo = await service.find_repo(request.match_info["name"])
     if repo is None:
         return _error(404, f"no repository named {request.match_info['name']!r} is served here")
     try:
@@ -259,7 +293,7 @@ async def trigger(request: web.Request) -> web.Response:
     refused = _refuse_without_token(request, service.settings.api_token)
     if refused is not None:
         return refused
-    repo = service.settings.repo(request.match_info["name"])
+    repo = await service.find_repo(request.match_info["name"])
     if repo is None:
         return _error(404, f"no repository named {request.match_info['name']!r} is served here")
     try:
