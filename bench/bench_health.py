@@ -6,7 +6,8 @@
 repositories) each hold one stale run record whose command sleeps, so every
 step slot is busy; while they run, 500 signed GitHub push deliveries (each
 its own delivery id) are posted from 8 threads, and a sampler asks
-``/healthz`` every 20 ms. Printed: the sampler's p50, p99 and max.
+``/healthz`` every 20 ms from the first post for 20 s (the steps still
+running). Printed: the sampler's p50, p99 and max.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +31,7 @@ from rerund.triggers.webhooks import sign
 
 SECRET = "bench-secret"  # noqa: S105 - a loopback benchmark's own secret
 SLEEP_S = 60
+SAMPLE_S = 20.0
 
 
 def _repository(root: Path, name: str) -> Path:
@@ -80,6 +83,29 @@ def _post(port: int, name: str, number: int, tip: str) -> int:
         return int(response.status)
 
 
+def _start(root: Path, config: Path, port: int) -> Daemon:
+    """bench_service's Daemon, started as ``python -m rerund`` (whatever the PATH holds)."""
+    daemon = Daemon.__new__(Daemon)
+    daemon.root, daemon.port = root, port
+    with (root / "daemon.log").open("ab") as log:
+        daemon.process = subprocess.Popen(
+            [sys.executable, "-m", "rerund", "serve", "--config", str(config)],
+            cwd=root,
+            stdout=log,
+            stderr=log,
+        )
+    daemon.wait(lambda: daemon.get("/healthz") is not None, 30)
+    return daemon
+
+
+def _steps_running(daemon: Daemon) -> int:
+    """Steps whose command is running now (not jobs still cloning or planning)."""
+    jobs = (daemon.get("/api/jobs") or {"jobs": []})["jobs"]
+    running = [job["id"] for job in jobs if job["state"] == "running"]
+    details = [daemon.get(f"/api/jobs/{job_id}") or {"steps": []} for job_id in running]
+    return sum(step["state"] == "running" for job in details for step in job["steps"])
+
+
 def bench(root: Path, steps: int, posts: int) -> dict[str, object]:
     progress(f"building {steps} repositories")
     names = [f"r{number}" for number in range(steps)]
@@ -92,19 +118,10 @@ def bench(root: Path, steps: int, posts: int) -> dict[str, object]:
     )
     limits = f"[limits]\nmax_concurrent_steps = {steps}\nshutdown_timeout_s = 1\n"
     config = _config(root, port, limits + repos)
-    daemon = Daemon(root, config, port)
+    daemon = _start(root, config, port)
     try:
         progress("waiting for every step slot to be busy")
-        daemon.wait(
-            lambda: (
-                sum(
-                    job["state"] == "running"
-                    for job in (daemon.get("/api/jobs") or {"jobs": []})["jobs"]
-                )
-                == steps
-            ),
-            120,
-        )
+        daemon.wait(lambda: _steps_running(daemon) == steps, 300)
         samples: list[float] = []
         done = threading.Event()
 
@@ -128,6 +145,7 @@ def bench(root: Path, steps: int, posts: int) -> dict[str, object]:
                 )
             )
         posting_s = time.monotonic() - started
+        time.sleep(max(0.0, SAMPLE_S - posting_s))  # the steps still run: keep sampling
         done.set()
         sampler.join()
     finally:

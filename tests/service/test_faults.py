@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Dataset, git, run
+from helpers import Dataset, git
 from service_helpers import Daemon, Lab, free_port, make_lab, rerund_cli, wait_for
 
 RERUNS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
@@ -167,9 +167,10 @@ def test_second_daemon_on_the_same_state_dir_exits_3_and_touches_nothing(lab: La
         fix = lab.push_fix()
         wait_for(lambda: any(j["state"] == "running" for j in daemon.jobs()), what="a running job")
 
-        second = run(
-            sys.executable, "-m", "rerund", "serve", "--config", str(lab.config),
-            "--listen", f"127.0.0.1:{free_port()}", cwd=lab.root, check=False,
+        second = subprocess.run(
+            [sys.executable, "-m", "rerund", "serve", "--config", str(lab.config),
+             "--listen", f"127.0.0.1:{free_port()}"],
+            cwd=lab.root, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
         assert 3 == second.returncode

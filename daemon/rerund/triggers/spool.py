@@ -175,6 +175,11 @@ def spool_gid(spool_group: str | None, repos: tuple[RepoSettings, ...]) -> int |
 def prepare_spool(spool_dir: Path, gid: int | None = None) -> None:
     """Create the spool writable by its owner and one group (setgid, 2770), never by all."""
     spool_dir.mkdir(parents=True, exist_ok=True)
-    if gid is not None and spool_dir.stat().st_gid != gid:
+    info = spool_dir.stat()
+    if info.st_uid != os.geteuid():  # set up by someone else (hooks install as root)
+        if info.st_mode & stat.S_IWOTH:
+            log.warning("the spool is writable by everyone; run `rerund hooks install` again")
+        return
+    if gid is not None and info.st_gid != gid:
         os.chown(spool_dir, -1, gid)
     spool_dir.chmod(SPOOL_MODE)

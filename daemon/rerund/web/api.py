@@ -201,7 +201,9 @@ async def list_jobs(request: web.Request) -> web.Response:
     jobs = await asyncio.to_thread(
         store.jobs, repo=request.query.get("repo"), state=request.query.get("state"), limit=limit
     )
-    return web.json_response({"jobs": [job.to_json() for job in jobs]})
+    state_dir = _service(request).settings.state_dir
+    answer = {"jobs": [job.to_json() for job in jobs]}
+    return web.json_response(_without_server_paths(answer, state_dir))
 
 
 async def job_detail(request: web.Request) -> web.Response:
