@@ -6,6 +6,8 @@ invalid value is refused at start with one message naming the key.
 
 from __future__ import annotations
 
+import grp
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -33,6 +35,16 @@ class RepoSettings:
     drift: DriftPolicy = "rerun"
     watch: bool = True
     """Watch the remote's refs on disk (only for local bare repositories)."""
+    forge_name: str | None = None
+    """The repository as the forge names it (``owner/name``); deliveries must name it."""
+
+    @property
+    def slug(self) -> str:
+        """The name as one path component, injectively: names never hold '+'.
+
+        ``grp/x`` and ``grp_x`` get their own work clone, mirror and kept trees.
+        """
+        return self.name.replace("/", "+")
 
     @property
     def local_path(self) -> Path | None:
@@ -57,8 +69,14 @@ class Settings:
     lease_s: float = 600.0
     shutdown_timeout_s: float = 60.0
     max_body_bytes: int = 5 * 1024 * 1024
+    max_log_bytes: int = 100 * 1024 * 1024
+    """A step writing more output than this is stopped (and fails)."""
+    spool_group: str | None = None
+    """The group that may write the hook spool (default: the repositories' own group)."""
     source: Path | None = None
     """The file these settings came from (reloaded on SIGHUP)."""
+    discovered: tuple[RepoSettings, ...] | None = None
+    """Repositories found under ``repos_dir`` by :func:`discover`; ``None``: look each time."""
 
     def repo(self, name: str) -> RepoSettings | None:
         return next((repo for repo in self.all_repos() if repo.name == name), None)
@@ -68,17 +86,29 @@ class Settings:
         if self.repos_dir is None:
             return self.repos
         listed = {repo.name for repo in self.repos}
-        found = [
-            RepoSettings(name=name, remote=str(path), branch=self.repos_dir_branch)
-            for name, path in _bare_repositories(self.repos_dir)
-            if name not in listed
-        ]
-        return (*self.repos, *found)
+        found = self.discovered if self.discovered is not None else _found(self)
+        return (*self.repos, *(repo for repo in found if repo.name not in listed))
 
     @property
     def spool_dir(self) -> Path:
         """Where the post-receive hook drops ref updates for the daemon."""
         return self.state_dir / "spool"
+
+
+def discover(settings: Settings) -> Settings:
+    """``settings`` with ``repos_dir`` walked once (blocking: the daemon runs it in a thread)."""
+    if settings.repos_dir is None:
+        return settings
+    return replace(settings, discovered=_found(settings))
+
+
+def _found(settings: Settings) -> tuple[RepoSettings, ...]:
+    if settings.repos_dir is None:
+        return ()
+    return tuple(
+        RepoSettings(name=name, remote=str(path), branch=settings.repos_dir_branch)
+        for name, path in _bare_repositories(settings.repos_dir)
+    )
 
 
 def load(path: Path | None) -> Settings:
@@ -119,7 +149,9 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
         job_max_attempts=limits.integer("job_max_attempts", 3, minimum=1),
         lease_s=limits.number("lease_s", 600.0),
         shutdown_timeout_s=limits.number("shutdown_timeout_s", 60.0),
+        max_log_bytes=limits.integer("max_log_bytes", 100 * 1024 * 1024, minimum=1024),
         max_body_bytes=http.integer("max_body_bytes", 5 * 1024 * 1024, minimum=1024),
+        spool_group=_group(reader.optional_string("spool_group")),
     )
     reader.reject_unknown()
     http.reject_unknown()
@@ -150,9 +182,20 @@ def _repo(item: object, position: int, base: Path) -> RepoSettings:
         implicit_inputs=reader.boolean("implicit_inputs", True),
         drift="report" if drift == "report" else "rerun",
         watch=reader.boolean("watch", True),
+        forge_name=reader.optional_string("forge_name"),
     )
     reader.reject_unknown()
     return repo
+
+
+def _group(name: str | None) -> str | None:
+    if name is None or name.isdecimal():
+        return name
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        raise ConfigError(f"spool_group: no group named {name!r} on this machine") from None
+    return name
 
 
 def _secret(reader: _Reader, key: str, base: Path) -> str | None:
@@ -201,13 +244,15 @@ def _bare_repositories(root: Path) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     if not root.is_dir():
         return found
-    for head in sorted(root.rglob("HEAD")):
-        repo = head.parent
-        if (repo / "objects").is_dir() and (repo / "refs").is_dir() and repo != root:
-            name = repo.relative_to(root).as_posix().removesuffix(".git")
+    for directory, subdirs, files in os.walk(root):
+        here = Path(directory)
+        if "HEAD" in files and {"objects", "refs"} <= set(subdirs) and here != root:
+            subdirs.clear()  # never walk a repository's objects
+            name = here.relative_to(root).as_posix().removesuffix(".git")
             if _NAME.fullmatch(name):
-                found.append((name, repo))
-    return found
+                found.append((name, here))
+        subdirs.sort()
+    return sorted(found)
 
 
 class _Reader:

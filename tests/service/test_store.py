@@ -69,3 +69,14 @@ def test_own_push_and_handled_tips_create_no_job(tmp_path: Path) -> None:
     forced = store.record_event(Notification("lab", "main", C, C, "manual", force=True), now=5.0)
 
     assert ("own-push", "queued") == (own.outcome, forced.outcome)
+
+
+def test_old_events_are_pruned(tmp_path: Path) -> None:
+    """Notifications older than the cut-off are deleted; newer ones and their ids stay."""
+    store = Store(tmp_path / "rerund.sqlite")
+    for number, received_at in enumerate((10.0, 20.0, 30.0)):
+        note = Notification("lab", "main", "0" * 40, f"{number + 1:040d}", "hook", f"d{number}")
+        store.record_event(note, now=received_at)
+    assert 2 == store.prune_events(before=25.0)
+    assert (0, 1) == (store.event_count("d0"), store.event_count("d2"))
+    store.close()

@@ -220,7 +220,7 @@ def _hooks_install_command(args: argparse.Namespace) -> int:
     from rerund.triggers.hookinstall import install as install_hook  # noqa: PLC0415
 
     settings = load_settings(args.config)
-    target = install_hook(args.bare_repo, settings.spool_dir)
+    target = install_hook(args.bare_repo, settings.spool_dir, settings.spool_group)
     print(f"installed {target}; pushes are spooled to {settings.spool_dir.resolve()}")
     return 0
 

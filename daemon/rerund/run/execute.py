@@ -44,6 +44,8 @@ class ExecOptions:
     timeout_s: float | None = None
     cancel: threading.Event | None = None
     """Set by a shutting-down service: the running command is stopped, nothing saved."""
+    max_log_bytes: int | None = None
+    """A command writing more than this to its log is stopped (checked with ``cancel``)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def execute_step(
     options.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = options.log_dir / f"{step.commit[:12]}.log"
     prepared = _prepare(repo, step, context.config)
-    exit_code = _run_command(prepared, step, log_path, options.timeout_s, options.cancel)
+    exit_code = _run_command(prepared, step, log_path, options)
     if exit_code not in (0, step.record.exit):
         raise StepFailedError(
             step.commit,
@@ -366,9 +368,9 @@ def _run_command(
     prepared: _Prepared,
     step: Step,
     log_path: Path,
-    timeout_s: float | None,
-    cancel: threading.Event | None,
+    options: ExecOptions,
 ) -> int:
+    timeout_s, cancel = options.timeout_s, options.cancel
     with log_path.open("wb") as log:
         for warning in prepared.warnings:
             log.write(f"rerund: warning: {warning}\n".encode())
@@ -377,8 +379,8 @@ def _run_command(
         # Its own process group, so stopping it reaches every child it started.
         process = start_group(["/bin/sh", "-c", prepared.command], prepared.exec_dir, log)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        # Without a cancel event one blocking wait suffices; with one, look at it often.
-        slice_s = timeout_s if cancel is None else _POLL_S
+        # Without a cancel event or a log cap one blocking wait suffices; else look often.
+        slice_s = timeout_s if cancel is None and options.max_log_bytes is None else _POLL_S
         while True:
             try:
                 return process.wait(timeout=slice_s)
@@ -388,6 +390,19 @@ def _run_command(
                 _stop(process, log, "rerund: stopped because rerund was asked to stop")
                 raise StepCancelledError(
                     step.commit, f"step {step.commit[:8]} was interrupted", str(log_path)
+                )
+            cap = options.max_log_bytes
+            if cap is not None and os.fstat(log.fileno()).st_size > cap:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                log.truncate(cap)  # the log shares its offset with the killed command
+                log.seek(cap)
+                log.write(f"\nrerund: stopped after writing more than {cap} bytes\n".encode())
+                raise StepFailedError(
+                    step.commit,
+                    f"step {step.commit[:8]} wrote more than {cap} bytes of output and was"
+                    f" stopped; nothing was committed, see {log_path}",
+                    str(log_path),
                 )
             if deadline is not None and time.monotonic() > deadline:
                 _stop(process, log, f"rerund: stopped after {timeout_s} s")

@@ -7,9 +7,11 @@ job rerun after a crash finds its own published commits and does nothing more.
 from __future__ import annotations
 
 import asyncio
+import random
+import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -43,10 +45,40 @@ class JobServices:
     executor: Executor
     step_slots: asyncio.Semaphore
     cancel: threading.Event
+    repo_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    """One runner per work tree in this process, even if a lease is lost meanwhile."""
 
 
 class JobInterruptedError(RerundError):
     """The service is shutting down; the job goes back to the queue."""
+
+
+class LeaseLostError(RerundError):
+    """The job's lease expired; whoever holds it now owns the job and its work tree."""
+
+
+class JobCancel(threading.Event):
+    """Set for this job (its lease was lost), or for all (the service stops)."""
+
+    def __init__(self, service_wide: threading.Event) -> None:
+        super().__init__()
+        self._service_wide = service_wide
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._service_wide.is_set()
+
+
+# Infrastructure (storage, the remote, git itself) failing is no verdict on the
+# push: the job is retried after a growing delay and the tip stays unhandled.
+_INFRASTRUCTURE = (GitError, OSError, sqlite3.Error)
+RETRY_BASE_S = 2.0
+RETRY_MAX_S = 300.0
+
+
+def retry_delay_s(attempts: int) -> float:
+    """Capped exponential backoff with jitter, by attempts made so far."""
+    capped = min(RETRY_MAX_S, RETRY_BASE_S * 2.0 ** max(attempts - 1, 0))
+    return capped * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
 
 
 def compute_plan(
@@ -60,18 +92,49 @@ def compute_plan(
 class JobRunner:
     def __init__(self, services: JobServices) -> None:
         self.services = services
+        self.cancel = JobCancel(services.cancel)
+
+    def lease_lost(self) -> None:
+        """Called when renewing the lease failed: stop the step, touch nothing more."""
+        self.cancel.set()
+
+    def _check_lease(self) -> None:
+        if threading.Event.is_set(self.cancel):
+            raise LeaseLostError("the job's lease was lost; another claim owns it now")
 
     async def run(self, job: Job) -> None:
         """Carry ``job`` to its end and record the outcome (shielded from cancellation)."""
+        self.cancel = JobCancel(self.services.cancel)
+        lock = self.services.repo_locks.setdefault(job.repo, asyncio.Lock())
+        async with lock:
+            await self._run_claimed(job)
+
+    async def _run_claimed(self, job: Job) -> None:
         structlog.contextvars.bind_contextvars(repo=job.repo, branch=job.branch, job=job.id)
         started = time.monotonic()
         try:
             outcome = await self._run(job)
-        except JobInterruptedError:
+        except (JobInterruptedError, LeaseLostError) as exc:
+            if threading.Event.is_set(self.cancel) or isinstance(exc, LeaseLostError):
+                log.warning("job abandoned", reason="lease lost")
+                return
             await asyncio.shield(asyncio.to_thread(self.services.store.requeue, job.id))
             log.info("job requeued", reason="shutdown")
             return
-        except (RerundError, OSError) as exc:
+        except _INFRASTRUCTURE as exc:
+            delay_s = retry_delay_s(job.attempts)
+            await asyncio.shield(
+                asyncio.to_thread(
+                    self.services.store.retry_later,
+                    job,
+                    now=time.time(),
+                    delay_s=delay_s,
+                    error=f"will retry: {exc}",
+                )
+            )
+            log.warning("job will be retried", error=str(exc), retry_in_s=round(delay_s, 1))
+            return
+        except RerundError as exc:
             outcome = _Outcome("failed", handled=job.target, error=str(exc))
         except Exception as exc:  # a bug must fail this job, not the whole service
             log.exception("job crashed")
@@ -87,7 +150,7 @@ class JobRunner:
         structlog.contextvars.unbind_contextvars("repo", "branch", "job")
 
     def _finish(self, job: Job, outcome: _Outcome) -> None:
-        self.services.store.finish(
+        recorded = self.services.store.finish(
             job,
             outcome.state,
             now=time.time(),
@@ -96,6 +159,8 @@ class JobRunner:
             published=outcome.published,
             side_ref=outcome.side_ref,
         )
+        if not recorded:
+            log.warning("outcome not recorded: the job's lease was lost meanwhile")
 
     async def _run(self, job: Job) -> _Outcome:
         repo_settings = self.services.settings.repo(job.repo)
@@ -104,6 +169,7 @@ class JobRunner:
         workspace = Workspace(self.services.settings.state_dir, repo_settings)
         target = job.target
         for _ in range(MAX_REPLANS):
+            self._check_lease()
             repo, target = await asyncio.to_thread(workspace.prepare, target)
             plan, dsid = await asyncio.to_thread(
                 compute_plan, repo, job.branch, target, repo_settings
@@ -121,6 +187,7 @@ class JobRunner:
                 head, failure = await self._execute(job, repo, plan, context, target)
             finally:
                 await asyncio.to_thread(annex_add.close)
+            self._check_lease()
             if failure is not None:
                 return await self._keep_failure(
                     job, workspace, repo, base=target, head=head, error=failure
@@ -173,9 +240,11 @@ class JobRunner:
         options = ExecOptions(
             log_dir=self.services.settings.state_dir / "logs" / f"job-{job.id}",
             timeout_s=self.services.settings.step_timeout_s,
-            cancel=self.services.cancel,
+            cancel=self.cancel,
+            max_log_bytes=self.services.settings.max_log_bytes,
         )
         for position, step in enumerate(plan.steps):
+            self._check_lease()
             structlog.contextvars.bind_contextvars(step=step.commit[:12])
             await asyncio.to_thread(
                 store.update_step, job.id, position, state="running", started_at=time.time()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS steps (
     new_commit TEXT, started_at REAL, finished_at REAL, log_path TEXT, error TEXT,
     PRIMARY KEY (job_id, position)
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tips (
     repo TEXT NOT NULL, branch TEXT NOT NULL, handled TEXT, published TEXT,
     PRIMARY KEY (repo, branch)
@@ -132,6 +134,9 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "not_before" not in columns:  # a store from before infrastructure retries
+            self._db.execute("ALTER TABLE jobs ADD COLUMN not_before REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -216,11 +221,30 @@ class Store:
         if handled and not force:
             return EventResult("handled", None)
         cursor = db.execute(
-            "INSERT INTO jobs (repo, branch, target, state, created_at)"
-            " VALUES (?, ?, ?, 'queued', ?)",
-            (repo, branch, new, now),
+            "INSERT INTO jobs (id, repo, branch, target, state, created_at)"
+            " VALUES (?, ?, ?, ?, 'queued', ?)",
+            (self._next_job_id(db), repo, branch, new, now),
         )
         return EventResult("queued", cursor.lastrowid)
+
+    def _next_job_id(self, db: sqlite3.Connection) -> int:
+        highest = db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0]
+        floor = db.execute("SELECT value FROM meta WHERE key = 'job_id_floor'").fetchone()
+        return max(int(highest) + 1, int(floor[0]) if floor else 1)
+
+    def raise_job_id_floor(self, floor: int) -> None:
+        """New job ids start at ``floor`` or above: ids never repeat across a lost store.
+
+        Job ids name logs, kept work trees and ``refs/rerund/failed/<id>`` on remotes,
+        which outlive this file; the caller passes a floor above every id seen there.
+        """
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('job_id_floor', ?) ON CONFLICT (key)"
+                " DO UPDATE SET value ="
+                " MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                (str(floor),),
+            )
 
     # -- workers ----------------------------------------------------------------------
 
@@ -231,6 +255,7 @@ class Store:
         a job that kills the daemon cannot do so forever. Returns how many requeued.
         """
         with self._write() as db:
+            self._handle_exhausted(db, "state = 'running' AND attempts >= ?", (max_attempts,))
             db.execute(
                 "UPDATE jobs SET state = 'failed', lease_until = NULL,"
                 " error = 'the daemon stopped during every attempt'"
@@ -242,26 +267,42 @@ class Store:
             )
             return cursor.rowcount
 
+    def _handle_exhausted(
+        self, db: sqlite3.Connection, where: str, params: tuple[Any, ...]
+    ) -> None:
+        """A job failed for good has its tip handled: only a new push queues it again."""
+        db.execute(
+            "INSERT INTO tips (repo, branch, handled) SELECT repo, branch, target FROM jobs"
+            f" WHERE {where} ORDER BY id ON CONFLICT (repo, branch) DO UPDATE"
+            " SET handled = excluded.handled",
+            params,
+        )
+
     def claim(self, *, now: float, lease_s: float, max_attempts: int) -> Job | None:
         """Take the oldest queued job of a repository with nothing running, under a lease."""
         with self._write() as db:
             self._expire_leases(db, now, max_attempts)
             row = db.execute(
-                "SELECT id FROM jobs AS j WHERE state = 'queued' AND NOT EXISTS ("
+                "SELECT id FROM jobs AS j WHERE state = 'queued'"
+                " AND (not_before IS NULL OR not_before <= ?) AND NOT EXISTS ("
                 " SELECT 1 FROM jobs AS r WHERE r.repo = j.repo AND r.state = 'running')"
-                " ORDER BY id LIMIT 1"
+                " ORDER BY id LIMIT 1",
+                (now,),
             ).fetchone()
             if row is None:
                 return None
             db.execute(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?,"
-                " started_at = ?, error = NULL WHERE id = ?",
+                " started_at = ?, error = NULL, not_before = NULL WHERE id = ?",
                 (now + lease_s, now, row[0]),
             )
             db.execute("DELETE FROM steps WHERE job_id = ?", (row[0],))
             return self._job(db, int(row[0]))
 
     def _expire_leases(self, db: sqlite3.Connection, now: float, max_attempts: int) -> None:
+        self._handle_exhausted(
+            db, "state = 'running' AND lease_until < ? AND attempts >= ?", (now, max_attempts)
+        )
         db.execute(
             "UPDATE jobs SET state = CASE WHEN attempts >= ? THEN 'failed' ELSE 'queued' END,"
             " error = CASE WHEN attempts >= ? THEN 'lease expired too often' ELSE error END,"
@@ -269,11 +310,27 @@ class Store:
             (max_attempts, max_attempts, now),
         )
 
-    def renew(self, job_id: int, *, now: float, lease_s: float) -> None:
+    def renew(self, job: Job, *, lease_s: float) -> bool:
+        """Extend ``job``'s lease from the time of this write; ``False`` if it was lost.
+
+        The time is read inside the transaction: a renewal that waited for a thread
+        or for the lock must not write a deadline that is already in the past.
+        """
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'"
+                " AND attempts = ?",
+                (time.time() + lease_s, job.id, job.attempts),
+            )
+            return cursor.rowcount == 1
+
+    def retry_later(self, job: Job, *, now: float, delay_s: float, error: str) -> None:
+        """An infrastructure failure: back to the queue after ``delay_s``, tip not handled."""
         with self._write() as db:
             db.execute(
-                "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'",
-                (now + lease_s, job_id),
+                "UPDATE jobs SET state = 'queued', lease_until = NULL, not_before = ?, error = ?"
+                " WHERE id = ? AND state = 'running' AND attempts = ?",
+                (now + delay_s, error, job.id, job.attempts),
             )
 
     def requeue(self, job_id: int) -> None:
@@ -295,20 +352,28 @@ class Store:
         error: str | None = None,
         published: str | None = None,
         side_ref: str | None = None,
-    ) -> None:
-        """Record a job's outcome, and which branch tip is now handled."""
+    ) -> bool:
+        """Record a job's outcome, and which branch tip is now handled.
+
+        Only the holder of the current claim may: ``False`` (nothing written) when
+        the lease was lost and the job was requeued or claimed again meanwhile.
+        """
         with self._write() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, error = ?, published = ?,"
-                " side_ref = ?, lease_until = NULL WHERE id = ?",
-                (state, now, error, published, side_ref, job.id),
+                " side_ref = ?, lease_until = NULL WHERE id = ? AND state = 'running'"
+                " AND attempts = ?",
+                (state, now, error, published, side_ref, job.id, job.attempts),
             )
+            if cursor.rowcount != 1:
+                return False
             db.execute(
                 "INSERT INTO tips (repo, branch, handled, published) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (repo, branch) DO UPDATE SET handled = excluded.handled,"
                 " published = COALESCE(excluded.published, published)",
                 (job.repo, job.branch, handled, published),
             )
+            return True
 
     def note_publishing(self, repo: str, branch: str, sha: str) -> None:
         """Remember a tip rerund is about to push, so hearing of that push creates nothing."""
@@ -396,6 +461,12 @@ class Store:
         counts = {str(state): int(n) for state, n in rows}
         counts["events"] = int(events)
         return counts
+
+    def prune_events(self, *, before: float) -> int:
+        """Forget notifications received before ``before`` (deliveries are not retried
+        that late, so their ids are no longer needed to spot duplicates)."""
+        with self._write() as db:
+            return db.execute("DELETE FROM events WHERE received_at < ?", (before,)).rowcount
 
     def event_count(self, delivery_id: str) -> int:
         with self._lock:

@@ -50,6 +50,7 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 _HEADS = "refs/heads/"
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 repositories
 _FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
 
 
 class WebhookError(RerundError):
@@ -343,6 +344,8 @@ def _payload(body: bytes, lowered: Mapping[str, str]) -> dict[str, object]:
     except UnicodeDecodeError as exc:
         raise WebhookError(f"body is not UTF-8 (byte {exc.start})", 400) from None
     media_type = lowered.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in (_JSON, _FORM):  # forges send one of these; nothing else is read
+        raise WebhookError(f"content type must be {_JSON} or {_FORM}, not {media_type!r}", 415)
     if media_type == _FORM:
         # GitHub's and Gitea's other content type: payload=<url-encoded JSON>.
         try:
@@ -395,13 +398,13 @@ def _object_id(payload: Mapping[str, object], field: str) -> str:
 
 def _ref(payload: Mapping[str, object]) -> str:
     ref = _string(payload, "ref")
-    problem = _ref_problem(ref)
+    problem = ref_problem(ref)
     if problem:
         raise WebhookError(f"field 'ref' is not a full ref name ({problem}): {_shorten(ref)}", 400)
     return ref
 
 
-def _ref_problem(ref: str) -> str | None:
+def ref_problem(ref: str) -> str | None:
     """Why ``ref`` is not a name ``git check-ref-format`` accepts under ``refs/``."""
     if not ref.startswith("refs/") or ref == "refs/":
         return "must start with 'refs/'"
