@@ -261,13 +261,23 @@ def _invocation(args: argparse.Namespace, head: str) -> str:
 def _print_plan(plan: Plan, label: str) -> None:
     for notice in plan.notices:
         print(f"rerund: note: {notice.commit[:8]} {notice.message}", file=sys.stderr)
-    if not plan.steps:
+    if not plan.steps and not plan.undecided:
         print(f"nothing is {label} at {plan.head[:8]}")
         return
-    print(f"{len(plan.steps)} step(s) {label} at {plan.head[:8]}:")
+    if plan.steps:
+        print(f"{len(plan.steps)} step(s) {label} at {plan.head[:8]}:")
     for number, step in enumerate(plan.steps, 1):
         why = "; ".join(reason.describe() for reason in step.reasons)
         print(f"{number:>3}. {step.commit[:8]}  {step.summary}  <- {why}")
+    _print_undecided(plan)
+
+
+def _print_undecided(plan: Plan) -> None:
+    if not plan.undecided:
+        return
+    print(f"{len(plan.undecided)} step(s) undecided at {plan.head[:8]}:")
+    for item in plan.undecided:
+        print(f"  ?  {item.commit[:8]}  {item.summary}  <- {item.describe()}")
 
 
 if __name__ == "__main__":
