@@ -34,6 +34,7 @@ from rerund.errors import (
     StepFailedError,
 )
 from rerund.run.annexbatch import BatchAdd
+from rerund.run.subdatasets import by_dataset
 
 Outcome = Literal["committed", "identical"]
 
@@ -169,13 +170,15 @@ def _get_content(root: Path, paths: list[str], step: Step) -> None:
     absent = [path for path in dict.fromkeys(paths) if _lacks_content(Path(path))]
     if not absent:
         return
-    runner = GitRepo(root)
     try:
-        runner.annex("get", "--quiet", "--", *absent)
-        if any(not Path(path).is_symlink() for path in absent):
-            # Unlocked files whose content was already here keep their pointer text
-            # after `get` (rerund checks out without git-annex's filter): fill them in.
-            runner.annex("smudge", "--update")
+        # Each annex serves its own files: those inside a subdataset are got there.
+        for dataset, group in by_dataset(root, absent).items():
+            runner = GitRepo(dataset)
+            runner.annex("get", "--quiet", "--", *group)
+            if any(not Path(path).is_symlink() for path in group):
+                # Unlocked files whose content was already here keep their pointer text
+                # after `get` (rerund checks out without git-annex's filter): fill them in.
+                runner.annex("smudge", "--update")
     except GitError as exc:
         raise InputError(
             f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
