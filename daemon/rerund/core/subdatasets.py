@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rerund.core.gitrepo import NULL_SHA, GitRepo
 from rerund.core.history import pointer_content_id
+from rerund.errors import GitError
 
 _GITLINK = "160000"
 _SYMLINK = "120000"
@@ -159,15 +160,22 @@ class SubdatasetReader:
         repo = self._repo(path)
         if repo is None:
             return Unavailable(path, new or old or "")
-        for commit in (new, old):
-            if commit is not None and repo.resolve(commit) is None:
-                return Unavailable(path, commit)
         if old is not None and new is not None:
-            entries = _parse_diff_tree(
-                repo.run("diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", old, new)
-            )
+            args = ["diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", old, new]
         else:
-            side = _parse_ls_tree(repo.run("ls-tree", "-r", "-z", "--full-tree", new or old or ""))
+            args = ["ls-tree", "-r", "-z", "--full-tree", new or old or ""]
+        try:
+            out = repo.run(*args)
+        except GitError:
+            # Most often a commit that was never fetched here; ask only when it failed.
+            for commit in (new, old):
+                if commit is not None and repo.resolve(commit) is None:
+                    return Unavailable(path, commit)
+            raise
+        if old is not None and new is not None:
+            entries = _parse_diff_tree(out)
+        else:
+            side = _parse_ls_tree(out)
             entries = [
                 _Entry(name, None, None, mode, oid)
                 if old is None
