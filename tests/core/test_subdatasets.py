@@ -190,3 +190,37 @@ def test_since_compatibility_with_inputs_in_subdatasets(lab: Lab) -> None:
     assert ["[DATALAD RUNCMD] clean"] == lab.ana.subjects(f"{head}..HEAD")  # the rest identical
     datalad("rerun", cwd=lab.ana.path)  # DataLad reruns rerund's commit
     assert "" == lab.ana.status()
+
+
+def test_the_subdataset_itself_as_input(lab: Lab) -> None:
+    """`-i inputs/raw` covers every file inside; a move that changes no file is no change."""
+    ana = lab.ana
+    ana.run_step("listing", "inputs/raw", "listing.txt", "cat inputs/raw/notes.txt > {outputs}")
+    git("commit", "-q", "--allow-empty", "-m", "nothing", cwd=lab.raw.path)
+    lab.update()
+    assert [] == ana.plan()["steps"]
+
+    lab.fix_raw("notes", {"notes.txt": "collected in June\n"})
+    lab.update()
+
+    assert {"listing": ["input inputs/raw/notes.txt changed: raw"]} == {
+        name: [text.rsplit(" ", 3)[0] for text in texts]
+        for name, texts in _steps(ana.plan()).items()
+    }
+
+
+def test_implicit_input_inside_a_subdataset(lab: Lab) -> None:
+    """A file inside a subdataset that the command names is an implicit input."""
+    ana = lab.ana
+    datalad("run", "-m", "copy notes", "-o", "n.txt", "cp inputs/raw/notes.txt n.txt", cwd=ana.path)
+    lab.fix_raw("notes", {"notes.txt": "collected in June\n"})
+    lab.update()
+
+    plan = ana.plan()
+
+    assert ["copy notes"] == [s["summary"] for s in plan["steps"]]
+    assert ["implicit-input"] == [r["kind"] for r in plan["steps"][0]["reasons"]]
+    assert plan["steps"][0]["reasons"][0]["text"].startswith(
+        "implicit input inputs/raw/notes.txt changed: raw "
+    )
+    assert [] == ana.plan("--no-implicit-inputs")["steps"]

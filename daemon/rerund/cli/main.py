@@ -131,6 +131,8 @@ def _rerun_command(args: argparse.Namespace) -> int:
     if args.dry_run or not plan.steps:
         _print_plan(plan, "would rerun" if plan.steps else "stale")
         return 0
+    for item in plan.undecided:
+        print(f"rerund: note: {item.commit[:8]} not run, {item.describe()}", file=sys.stderr)
     log_dir = repo.common_dir / "rerund" / "logs"
     report = replay(
         repo,
