@@ -150,6 +150,8 @@ def _rerun_command(args: argparse.Namespace) -> int:
     if args.dry_run or not plan.steps:
         _print_plan(plan, "would rerun" if plan.steps else "stale")
         return 0
+    for item in plan.undecided:
+        print(f"rerund: note: {item.commit[:8]} not run, {item.describe()}", file=sys.stderr)
     log_dir = repo.common_dir / "rerund" / "logs"
     progress = Progress(len(plan.steps), log_dir, sys.stdout, sys.stderr)
     with interruptible() as interrupt:
@@ -304,15 +306,25 @@ def _invocation(args: argparse.Namespace, head: str) -> str:
 def _print_plan(plan: Plan, label: str) -> None:
     for notice in plan.notices:
         print(f"rerund: note: {notice.commit[:8]} {notice.message}", file=sys.stderr)
-    if not plan.steps:
+    if not plan.steps and not plan.undecided:
         print(f"nothing is {label} at {plan.head[:8]}")
         return
-    print(f"{len(plan.steps)} step(s) {label} at {plan.head[:8]}:")
+    if plan.steps:
+        print(f"{len(plan.steps)} step(s) {label} at {plan.head[:8]}:")
     for number, step in enumerate(plan.steps, 1):
         why = "; ".join(reason.describe() for reason in step.reasons)
         print(f"{number:>3}. {step.commit[:8]}  {step.summary}  <- {why}")
         command = command_text(step.record.cmd).replace("\n", "\n         ")
         print(f"       $ {command}")
+    _print_undecided(plan)
+
+
+def _print_undecided(plan: Plan) -> None:
+    if not plan.undecided:
+        return
+    print(f"{len(plan.undecided)} step(s) undecided at {plan.head[:8]}:")
+    for item in plan.undecided:
+        print(f"  ?  {item.commit[:8]}  {item.summary}  <- {item.describe()}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from rerund.core.history import HistoryIndex, RangeCommit
 from rerund.core.placeholders import command_text
 from rerund.core.records import RunRecord
 from rerund.core.staleness import Diff, StalenessTracker
+from rerund.core.subdatasets import Locator, Unavailable, subdataset_name
 from rerund.core.verified import reproductions
 
 ReasonKind = Literal["input", "implicit-input", "drift", "upstream", "requested", "since"]
@@ -33,8 +34,25 @@ class Reason:
     path: str | None = None
     commit: str | None = None
     """The commit that changed ``path``, or the upstream step for ``upstream``."""
+    subdataset: str | None = None
+    """For a path inside a subdataset: the gitlink whose move changed it."""
+    sub_from: str | None = None
+    """The subdataset commit at the record's commit (``None``: no subdataset there)."""
+    sub_to: str | None = None
+    """The subdataset commit at the tip (``None``: removed)."""
 
     def describe(self) -> str:
+        if self.subdataset is not None:
+            return self._describe_in_subdataset(self.subdataset)
+        return self._describe_here()
+
+    def _describe_in_subdataset(self, subdataset: str) -> str:
+        what = {"input": "input", "implicit-input": "implicit input"}.get(self.kind, "output")
+        before = (self.sub_from or "")[:8] or "(none)"
+        after = (self.sub_to or "")[:8] or "removed"
+        return f"{what} {self.path} changed: {subdataset_name(subdataset)} {before} -> {after}"
+
+    def _describe_here(self) -> str:
         short = (self.commit or "")[:8]
         if self.kind == "input":
             return f"input {self.path} changed in {short}"
@@ -55,6 +73,8 @@ class Reason:
             data["path"] = self.path
         if self.commit is not None:
             data["commit"] = self.commit
+        if self.subdataset is not None:
+            data["subdataset"] = {"path": self.subdataset, "from": self.sub_from, "to": self.sub_to}
         return data
 
 
@@ -90,16 +110,41 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Undecided:
+    """A record rerund cannot judge: a subdataset commit it needs is not readable here."""
+
+    commit: str
+    summary: str
+    subdataset: str
+    missing: str
+
+    def describe(self) -> str:
+        return f"cannot tell: subdataset {self.subdataset} at {self.missing[:8]} is not available"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "summary": self.summary,
+            "subdataset": self.subdataset,
+            "missing": self.missing,
+            "text": self.describe(),
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     head: str
     steps: tuple[Step, ...]
     notices: tuple[Notice, ...] = ()
+    undecided: tuple[Undecided, ...] = ()
+    """Records that may be stale, listed apart from the steps (never silently dropped)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "head": self.head,
             "steps": [step.to_json() for step in self.steps],
             "notices": [{"commit": n.commit, "message": n.message} for n in self.notices],
+            "undecided": [item.to_json() for item in self.undecided],
         }
 
 
@@ -137,7 +182,7 @@ def stale_plan(
     notices = [Notice(shas[seq], message) for seq, message in notes]
     reasons: dict[int, list[Reason]] = {}
     for diff in diffs:
-        reason = Reason(diff.kind, diff.path, shas[diff.changed_seq])
+        reason = _reason(tracker, diff, shas[diff.changed_seq])
         if diff.seq in direct:
             reasons.setdefault(diff.seq, []).append(reason)
         else:  # a drift the repository only wants reported
@@ -162,16 +207,50 @@ def stale_plan(
         for seq in order
         if (record := records[seq].record) is not None  # the tracker lists only usable ones
     ]
-    return Plan(index.tip or "", tuple(steps), tuple(notices))
+    return Plan(index.tip or "", tuple(steps), tuple(notices), _undecided(tracker, stale))
+
+
+def _reason(tracker: StalenessTracker, diff: Diff, commit: str) -> Reason:
+    if not diff.via:
+        return Reason(diff.kind, diff.path, commit)
+    return Reason(
+        diff.kind,
+        diff.path,
+        commit,
+        subdataset=diff.via,
+        sub_from=tracker.gitlink_at(diff.via, diff.seq),
+        sub_to=tracker.gitlink_at(diff.via, tracker.index.tip_seq),
+    )
+
+
+def _undecided(tracker: StalenessTracker, stale: set[int]) -> tuple[Undecided, ...]:
+    """Undecided records that are not stale for another reason anyway, oldest first."""
+    rows = [row for row in tracker.undecided() if row.seq not in stale]
+    records = tracker.index.records_at(sorted({row.seq for row in rows}))
+    seen: set[int] = set()
+    found: list[Undecided] = []
+    for row in rows:
+        if row.seq not in seen:  # one line per record: the first subdataset it lacks
+            seen.add(row.seq)
+            rec = records[row.seq]
+            found.append(Undecided(rec.commit, rec.summary, row.subdataset, row.missing))
+    return tuple(found)
 
 
 def plan_tip(
-    repo: GitRepo, index_name: str, tip: str, options: PlanOptions
+    repo: GitRepo,
+    index_name: str,
+    tip: str,
+    options: PlanOptions,
+    locate: Locator | None = None,
 ) -> tuple[Plan, str | None]:
-    """The stale plan of ``tip``, with the index kept under ``index_name``; and the dataset id."""
+    """The stale plan of ``tip``, with the index kept under ``index_name``; and the dataset id.
+
+    ``locate`` finds subdatasets' objects (default: those installed in ``repo``).
+    """
     index = HistoryIndex.open(repo, index_name)
     try:
-        tracker = StalenessTracker(index)
+        tracker = StalenessTracker(index, locate)
         tracker.update(tip)
         return stale_plan(tracker, options, reproductions(repo)), index.dataset_id
     finally:
@@ -189,12 +268,17 @@ def _unexplained(
     for diff in diffs:
         seqs = [index.seq_of(sha) for sha in reproduced.get(shas[diff.seq], ())]
         latest = max((seq for seq in seqs if seq is not None), default=None)
-        same = latest is not None and index.content_at(diff.path, latest) == index.content_at(
-            diff.path, tip
-        )
+        same = latest is not None and _same_content(tracker, diff, latest, tip)
         if not same:
             kept.append(diff)
     return kept
+
+
+def _same_content(tracker: StalenessTracker, diff: Diff, seq: int, tip: int) -> bool:
+    if not diff.via:
+        return tracker.index.content_at(diff.path, seq) == tracker.index.content_at(diff.path, tip)
+    before, now = tracker.content_at(diff.path, seq), tracker.content_at(diff.path, tip)
+    return before == now and not isinstance(now, Unavailable)
 
 
 def _propagate(

@@ -34,6 +34,7 @@ from rerund.errors import (
 from rerund.run.annexbatch import BatchAdd
 from rerund.run.confine import Confinement
 from rerund.run.process import start_group, stop_group
+from rerund.run.subdatasets import by_dataset
 
 Outcome = Literal["committed", "identical"]
 
@@ -205,13 +206,15 @@ def _get_content(confine: Confinement, paths: list[str], step: Step) -> None:
     absent = [path for path in dict.fromkeys(paths) if _lacks_content(confine, Path(path))]
     if not absent:
         return
-    runner = GitRepo(confine.root)
     try:
-        runner.annex("get", "--quiet", "--", *absent)
-        if any(not Path(path).is_symlink() for path in absent):
-            # Unlocked files whose content was already here keep their pointer text
-            # after `get` (rerund checks out without git-annex's filter): fill them in.
-            runner.annex("smudge", "--update")
+        # Each annex serves its own files: those inside a subdataset are got there.
+        for dataset, group in by_dataset(confine.root, absent).items():
+            runner = GitRepo(dataset)
+            runner.annex("get", "--quiet", "--", *group)
+            if any(not Path(path).is_symlink() for path in group):
+                # Unlocked files whose content was already here keep their pointer text
+                # after `get` (rerund checks out without git-annex's filter): fill them in.
+                runner.annex("smudge", "--update")
     except GitError as exc:
         raise InputError(
             f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
@@ -393,8 +396,7 @@ def _run_command(
                 )
             cap = options.max_log_bytes
             if cap is not None and os.fstat(log.fileno()).st_size > cap:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                stop_group(process, grace_s=0)
                 log.truncate(cap)  # the log shares its offset with the killed command
                 log.seek(cap)
                 log.write(f"\nrerund: stopped after writing more than {cap} bytes\n".encode())

@@ -177,7 +177,13 @@ class JobRunner:
             await asyncio.to_thread(
                 self.services.store.set_steps, job.id, [step.to_json() for step in plan.steps]
             )
-            log.info("planned", target=target, steps=len(plan.steps), notices=len(plan.notices))
+            log.info(
+                "planned",
+                target=target,
+                steps=len(plan.steps),
+                notices=len(plan.notices),
+                undecided=[f"{u.commit[:8]} {u.describe()}" for u in plan.undecided],
+            )
             if not plan.steps:
                 return _Outcome("succeeded", target)
             config = await asyncio.to_thread(DatasetConfig.read, repo)
