@@ -20,6 +20,7 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from rerund.errors import RecordError
+from rerund.run.subdatasets import holding_dataset
 
 _MAX_LINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS)
 
@@ -74,8 +75,11 @@ class Confinement:
         return real
 
     def contains(self, real: Path) -> bool:
-        """Whether the resolved ``real`` lies in the work tree and not in ``.git``."""
-        if not _within(real, self.root):
+        """Whether the resolved ``real`` lies in the work tree and not in any ``.git``.
+
+        A subdataset's ``.git`` is as much out of bounds as the dataset's own.
+        """
+        if not _within(real, self.root) or ".git" in real.relative_to(self.root).parts:
             return False
         return not any(_within(real, forbidden) for forbidden in self._forbidden)
 
@@ -108,7 +112,10 @@ class Confinement:
             real = _resolve(PurePosixPath(link.parent.resolve()), target, leaf=True)
         except SymlinkLoopError:
             return None
-        if not any(_within(real, objects) for objects in self._annex_objects):
+        # The annex of the dataset holding the link: ours, or an installed subdataset's.
+        holder = holding_dataset(self.root, link)
+        own = [(holder / ".git" / "annex" / "objects").resolve(), *self._annex_objects]
+        if not any(_within(real, objects) for objects in own):
             return None
         return real
 
