@@ -460,8 +460,8 @@ def test_a_remote_that_refuses_is_a_failure_with_its_words_and_no_replans(lab: L
 
 
 def test_a_step_log_is_capped_and_streamed_with_a_tail(lab: Lab) -> None:
-    """A step flooding its log is stopped at max_log_bytes; the log endpoint streams it
-    and ?tail= returns only its end."""
+    """A step flooding its log is stopped at max_log_bytes; the log endpoint streams it,
+    ?tail= returns only its end and ?offset= what follows a point."""
     _limits(lab, max_log_bytes=4096)
     daemon = Daemon(lab).start()
     try:
@@ -479,6 +479,8 @@ def test_a_step_log_is_capped_and_streamed_with_a_tail(lab: Lab) -> None:
         assert "rerund: stopped after writing more than 4096 bytes" in tail
         assert len(tail) < 60 + 100
         assert 400 == _status(f"{daemon.base}/api/jobs/{job['id']}/log?tail=-1")
+        rest = daemon.get(f"/api/jobs/{job['id']}/log?step=3&offset=4090")
+        assert rest.startswith("=== step 3 ") and len(rest) < 200
     finally:
         daemon.stop()
 
