@@ -690,9 +690,9 @@ def test_repos_dir_is_walked_off_the_loop_and_a_miss_looks_again(
     created after start is found by the next delivery without a restart."""
     lab = make_lab(tmp_path, _pipeline_template, hook=False, watch=False)
     junk = lab.root / "srv" / "junk"
-    for top in range(40):
+    for top in range(60):  # a big tree: walking it takes long enough to see
         (junk / str(top)).mkdir(parents=True)
-        for leaf in range(500):
+        for leaf in range(1000):
             (junk / str(top) / f"f{leaf}").touch()
     lab.config.write_text(
         f'state_dir = "state"\nrepos_dir = "srv"\n[http]\nlisten = "127.0.0.1:{lab.port}"\n'
