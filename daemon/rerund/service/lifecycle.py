@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import shutil
 import signal
 import sqlite3
 import threading
@@ -20,20 +19,20 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from rerund import settings as settings_module
-from rerund.core.gitrepo import NULL_SHA, GitRepo
+from rerund.core.gitrepo import NULL_SHA
 from rerund.core.plan import Plan
 from rerund.errors import ConfigError, GitError, RerundError
 from rerund.run.local import LocalExecutor
 from rerund.service.jobids import job_id_floor
-from rerund.service.jobs import JobRunner, JobServices, compute_plan, retry_delay_s
+from rerund.service.jobs import JobRunner, JobServices, retry_delay_s
 from rerund.service.metrics import Metrics
+from rerund.service.mirror import mirror_plan
 from rerund.service.notify import sd_notify, watchdog_interval_s
 from rerund.service.statelock import StateLock
 from rerund.service.store import EventResult, Job, Notification, Store
@@ -509,35 +508,4 @@ class Service:
         # One writer per mirror: concurrent fetches into one bare repository break it.
         lock = self._mirror_locks.setdefault(repo.slug, asyncio.Lock())
         async with lock:
-            return await asyncio.to_thread(_mirror_plan, self.settings.state_dir, repo)
-
-
-def _mirror_plan(state_dir: Path, repo: RepoSettings) -> Plan:
-    """The current stale plan, computed in a bare mirror so no job's work tree is touched.
-
-    A mirror that git cannot use (a crash mid-clone, a corrupt object) is rebuilt once.
-    """
-    mirror = state_dir / "mirrors" / (repo.slug + ".git")
-    try:
-        return _plan_in_mirror(mirror, repo)
-    except GitError as exc:
-        log.warning("mirror unusable; rebuilding it", repo=repo.name, error=str(exc))
-        shutil.rmtree(mirror, ignore_errors=True)
-        return _plan_in_mirror(mirror, repo)
-
-
-def _plan_in_mirror(mirror: Path, repo: RepoSettings) -> Plan:
-    if not mirror.is_dir():
-        mirror.parent.mkdir(parents=True, exist_ok=True)
-        GitRepo(mirror.parent).run("clone", "--quiet", "--bare", repo.remote, str(mirror))
-    git = GitRepo(mirror)
-    git.run(
-        "fetch",
-        "--quiet",
-        "origin",
-        f"+refs/heads/{repo.branch}:refs/heads/{repo.branch}",
-        "+refs/notes/*:refs/notes/*",
-    )
-    git.run("symbolic-ref", "HEAD", f"refs/heads/{repo.branch}")
-    plan, _ = compute_plan(git, repo.branch, git.text("rev-parse", "HEAD"), repo)
-    return plan
+            return await asyncio.to_thread(mirror_plan, self.settings.state_dir, repo)

@@ -221,7 +221,8 @@ async def job_detail(request: web.Request) -> web.Response:
 async def job_log(request: web.Request) -> web.StreamResponse:
     """Every step's log in order, each under a header line, streamed in chunks.
 
-    ``?step=N`` picks one step; ``?tail=BYTES`` sends only the end of each log.
+    ``?step=N`` picks one step; ``?tail=BYTES`` sends only the end of each log,
+    ``?offset=BYTES`` only what follows that point (to follow a log as it grows).
     """
     store = _service(request).db
     job_id = _job_id(request)
@@ -231,6 +232,7 @@ async def job_log(request: web.Request) -> web.StreamResponse:
     try:
         only = _optional_number(request, "step")
         tail = _optional_number(request, "tail")
+        offset = _optional_number(request, "offset")
     except ValueError as exc:
         return _error(400, str(exc))
     if only is not None:
@@ -240,12 +242,14 @@ async def job_log(request: web.Request) -> web.StreamResponse:
     for step in steps:
         header = f"=== step {step.position + 1} {step.record[:12]} [{step.state}]\n"
         await response.write(header.encode())
-        await stream_log(response, step, tail)
+        await stream_log(response, step, tail, offset)
     await response.write_eof()
     return response
 
 
-async def stream_log(response: web.StreamResponse, step: StepRow, tail: int | None) -> None:
+async def stream_log(
+    response: web.StreamResponse, step: StepRow, tail: int | None, offset: int | None
+) -> None:
     path = Path(step.log_path) if step.log_path else None
     try:
         handle = await asyncio.to_thread(open, path, "rb") if path else None
@@ -258,6 +262,8 @@ async def stream_log(response: web.StreamResponse, step: StepRow, tail: int | No
         if tail is not None:
             size = await asyncio.to_thread(handle.seek, 0, 2)
             await asyncio.to_thread(handle.seek, max(size - tail, 0))
+        elif offset is not None:
+            await asyncio.to_thread(handle.seek, offset)
         while chunk := await asyncio.to_thread(handle.read, _LOG_CHUNK):
             await response.write(chunk)
     finally:
