@@ -34,7 +34,7 @@ from rerund.errors import (
     StepFailedError,
 )
 from rerund.run.annexbatch import BatchAdd
-from rerund.run.subdatasets import by_dataset
+from rerund.run.subdatasets import by_dataset, changed_inside, commit_subdatasets
 
 Outcome = Literal["committed", "identical"]
 
@@ -141,7 +141,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
         dspath=str(root),
         substitutions=config.substitutions,
     )
-    automatic = _automatic_outputs(repo, step.commit)
+    automatic = [*_automatic_outputs(repo, step.commit), *changed_inside(repo, step.commit)]
     if config.is_annex:
         # Files the command names (its script, say) are inputs too: a fresh clone needs them.
         rel_exec = _relative(exec_dir, root)
@@ -368,6 +368,8 @@ def _save(
     keeps a step's own cost to a few git calls.
     """
     config = context.config
+    # Outputs inside subdatasets: those commit first, then their gitlinks move here.
+    commit_subdatasets(repo.path, format_message(summary, record), relock)
     changed = _changed_paths(repo)
     if not changed:
         return None
