@@ -34,6 +34,7 @@ from rerund.errors import (
     StepFailedError,
 )
 from rerund.run.annexbatch import BatchAdd
+from rerund.run.install import install_for
 from rerund.run.subdatasets import by_dataset, changed_inside, commit_subdatasets
 
 Outcome = Literal["committed", "identical"]
@@ -125,6 +126,9 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
     if exec_dir != root and root not in exec_dir.parents:
         raise RecordError(step.commit, f"runs in {record.pwd!r}, outside the dataset")
     io_mapping = {**config.substitutions, **_io_lists(record)}
+    # Subdatasets on the way to inputs and outputs are installed first, as DataLad does.
+    specs = [*record.inputs, *record.extra_inputs, *record.outputs]
+    install_for(root, [x for s in specs for x in format_io_specs([s], io_mapping)], record.pwd)
     inputs = expand_specs(format_io_specs(record.inputs, io_mapping), exec_dir)
     extra = expand_specs(format_io_specs(record.extra_inputs, io_mapping), exec_dir)
     missing = inputs.misses + extra.misses
