@@ -75,3 +75,28 @@ def test_declared_output_in_a_subdataset_follows_its_input(tmp_path: Path) -> No
     assert git("rev-parse", "HEAD:sub", cwd=ds.path) == Dataset(ds.path / "sub").head()
     assert ["[DATALAD RUNCMD] copy"] == ds.subjects("HEAD~1..HEAD")
     assert "nothing is stale" in rerund("plan", cwd=ds.path).stdout
+
+
+def test_output_two_levels_down_commits_every_dataset_bottom_up(tmp_path: Path) -> None:
+    """An output in a/deep commits in a/deep, then a (its gitlink), then the top dataset."""
+    ds = Dataset(tmp_path / "super")
+    datalad("create", "-c", "text2git", str(ds.path))
+    datalad("create", "-d", ".", "-c", "text2git", "a", cwd=ds.path)
+    datalad("create", "-d", "a", "-c", "text2git", "a/deep", cwd=ds.path)
+    datalad("save", "-r", "-m", "nest", cwd=ds.path)
+    ds.write("in.txt", "1\n")
+    ds.save("input")
+    ds.run_step("copy", "in.txt", "a/deep/x", "cp {inputs} {outputs}")
+    ds.write("in.txt", "2\n")
+    ds.save("new input")
+    a, deep = Dataset(ds.path / "a"), Dataset(ds.path / "a/deep")
+    before = {d: d.head() for d in (ds, a, deep)}
+
+    rerund("rerun", cwd=ds.path)
+
+    for dataset in (ds, a, deep):
+        assert ["[DATALAD RUNCMD] copy"] == dataset.subjects(f"{before[dataset]}..HEAD")
+    assert deep.head() == git("rev-parse", "HEAD:deep", cwd=a.path)
+    assert a.head() == git("rev-parse", "HEAD:a", cwd=ds.path)
+    assert "2\n" == ds.read("a/deep/x")
+    assert "" == ds.git("status", "--porcelain", "--ignore-submodules=none")

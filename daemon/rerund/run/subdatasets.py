@@ -39,24 +39,6 @@ def by_dataset(root: Path, paths: Iterable[str]) -> dict[Path, list[str]]:
     return groups
 
 
-def installed_subdatasets(root: Path) -> list[str]:
-    """Paths (relative to ``root``) of the subdatasets installed in ``root``, nested ones too.
-
-    Deepest first, so saving in this order commits a subdataset before the
-    dataset that records its gitlink.
-    """
-    found: list[str] = []
-    if not (root / ".gitmodules").exists():
-        return found
-    out = GitRepo(root).run(*WITHOUT_ANNEX_FILTER, "ls-files", "-s", "-z")
-    for entry in out.decode("utf-8", "replace").split("\0"):
-        meta, _, path = entry.partition("\t")
-        if meta.startswith("160000 ") and (root / path / ".git").exists():
-            found.extend(f"{path}/{inner}" for inner in installed_subdatasets(root / path))
-            found.append(path)
-    return found
-
-
 def changed_inside(repo: GitRepo, commit: str) -> list[str]:
     """Files ``commit`` added or modified inside installed subdatasets, nested ones too.
 
@@ -125,17 +107,46 @@ def commit_subdatasets(root: Path, message: str, relock: list[str]) -> list[str]
     Each subdataset that changed gets a commit with ``message`` (DataLad gives
     every dataset of a run the same record); its annexed outputs (``relock``,
     relative to ``root``) and new files are annexed by its own rules. The
-    superdataset then sees the moved gitlinks as ordinary changes. Returns
+    superdataset then sees the moved gitlinks as ordinary changes. Only
+    subdatasets that ``git status`` reports as changed are visited. Returns
     the subdatasets committed.
     """
     committed: list[str] = []
-    for path in installed_subdatasets(root):
-        sub = GitRepo(root / path)
-        mine = [p[len(path) + 1 :] for p in relock if p.startswith(path + "/")]
-        if _stage(sub, mine):
-            sub.run(*WITHOUT_ANNEX_FILTER, "commit", "--quiet", "-F", "-", stdin=message.encode())
-            committed.append(path)
+    _commit_tree(root, "", message, relock, committed)
     return committed
+
+
+def _commit_tree(
+    root: Path, path: str, message: str, relock: list[str], committed: list[str]
+) -> None:
+    """Commit the dirty subdatasets below ``root/path``, then (unless the root) itself."""
+    dataset = root / path if path else root
+    repo = GitRepo(dataset)
+    if (dataset / ".gitmodules").exists():
+        for inner in _dirty_subdatasets(repo):
+            _commit_tree(root, f"{path}/{inner}" if path else inner, message, relock, committed)
+    if not path:
+        return
+    mine = [p[len(path) + 1 :] for p in relock if p.startswith(path + "/")]
+    if _stage(repo, mine):
+        repo.run(*WITHOUT_ANNEX_FILTER, "commit", "--quiet", "-F", "-", stdin=message.encode())
+        committed.append(path)
+
+
+def _dirty_subdatasets(repo: GitRepo) -> list[str]:
+    """Installed subdatasets of ``repo`` whose content or HEAD differs from the gitlink."""
+    out = repo.run(
+        *WITHOUT_ANNEX_FILTER, "status", "--porcelain=v2", "-z", "--untracked-files=normal",
+        "--ignore-submodules=none",
+    )  # fmt: skip
+    found: list[str] = []
+    for entry in out.decode("utf-8", "replace").split("\0"):
+        # "1 XY SUB ..." where SUB starts with "S" for a submodule; the path is last.
+        fields = entry.split(" ", 8)
+        submodule = len(fields) == 9 and fields[0] == "1" and fields[2].startswith("S")
+        if submodule and (repo.path / fields[8] / ".git").exists():
+            found.append(fields[8])
+    return found
 
 
 def _stage(sub: GitRepo, relock: list[str]) -> bool:
