@@ -224,3 +224,21 @@ def test_implicit_input_inside_a_subdataset(lab: Lab) -> None:
         "implicit input inputs/raw/notes.txt changed: raw "
     )
     assert [] == ana.plan("--no-implicit-inputs")["steps"]
+
+
+def test_identical_reproduction_through_a_subdataset_is_not_stale_again(lab: Lab) -> None:
+    """A rerun that reproduced identically after a gitlink move leaves nothing stale."""
+    lab.fix_raw("reorder", {"survey.csv": "id,score\n1,3\n2,5\n"})  # same rows, sorted the same
+    lab.update()
+    assert ["clean"] == list(_steps(lab.ana.plan()))
+
+    done = rerund("rerun", cwd=lab.ana.path)
+
+    assert "identical" in done.stdout
+    assert [] == lab.ana.plan()["steps"]
+    lab.fix_raw("notes", {"notes.txt": "again\n"})
+    lab.update()
+    assert [] == lab.ana.plan()["steps"]  # survey.csv is still what was reproduced
+    lab.fix_raw("real fix", {"survey.csv": "id,score\n1,4\n2,5\n"})
+    lab.update()
+    assert ["clean"] == list(_steps(lab.ana.plan()))  # a new change is not explained by it
