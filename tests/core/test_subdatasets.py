@@ -242,3 +242,26 @@ def test_identical_reproduction_through_a_subdataset_is_not_stale_again(lab: Lab
     lab.fix_raw("real fix", {"survey.csv": "id,score\n1,4\n2,5\n"})
     lab.update()
     assert ["clean"] == list(_steps(lab.ana.plan()))  # a new change is not explained by it
+
+
+def test_hand_edit_of_an_output_inside_a_subdataset_is_drift(dataset: Dataset) -> None:
+    """An output in sub/ edited by hand (the gitlink moves) marks its record drifted."""
+    datalad("create", "-d", ".", "-c", "text2git", "sub", cwd=dataset.path)
+    dataset.write("in.txt", "a\n")
+    dataset.save("input")
+    record = dataset.run_step("copy", "in.txt", "sub/out.txt", "cp {inputs} {outputs}")
+    dataset.write("sub/notes.txt", "unrelated\n")
+    datalad("save", "-r", "-m", "unrelated file in sub", cwd=dataset.path)
+    assert [] == dataset.plan()["steps"]
+
+    dataset.write("sub/out.txt", "by hand\n")
+    datalad("save", "-r", "-m", "hand edit", cwd=dataset.path)
+    edit = dataset.head()
+
+    steps = dataset.plan()["steps"]
+
+    assert [(record, True)] == [(s["commit"], s["drifted"]) for s in steps]
+    assert [("drift", "sub/out.txt", edit)] == [
+        (r["kind"], r["path"], r["commit"]) for r in steps[0]["reasons"]
+    ]
+    assert steps[0]["reasons"][0]["text"].startswith("output sub/out.txt was edited by hand: sub ")
