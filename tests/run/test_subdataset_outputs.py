@@ -35,6 +35,8 @@ def test_undeclared_output_in_a_subdataset_is_committed_not_identical(tmp_path: 
     assert sub.head() == git("rev-parse", "HEAD:sub", cwd=ds.path)
     assert [record] == ds.record()["chain"]
     assert "" == ds.git("status", "--porcelain", "--ignore-submodules=none")
+    # sub/sequence is the rerun's output now (written inside sub), so the record is current.
+    assert "nothing is stale" in rerund("plan", cwd=ds.path).stdout
     datalad("rerun", cwd=ds.path)  # DataLad reruns rerund's commit
     assert "xxx1\n" == ds.read("sub/sequence")
 
