@@ -9,13 +9,13 @@ from yoda import Lab
 
 
 def test_fresh_clone_reruns_since_with_inputs_in_uninstalled_subdatasets(
-    lab: Lab, tmp_path: Path
+    yoda: Lab, tmp_path: Path
 ) -> None:
     """--since in a fresh clone installs inputs/raw (and deep, for globs too), gets, reruns."""
     clone = Dataset(tmp_path / "clone")
-    datalad("clone", str(lab.ana.path), str(clone.path))
+    datalad("clone", str(yoda.ana.path), str(clone.path))
     assert not (clone.path / "inputs/raw/.git").exists()
-    base = git("rev-parse", f"{lab.ana.record_commit('clean')}^", cwd=clone.path)
+    base = git("rev-parse", f"{yoda.ana.record_commit('clean')}^", cwd=clone.path)
     head = clone.head()
 
     done = rerund("rerun", f"--since={base}", cwd=clone.path)
