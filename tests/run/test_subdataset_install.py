@@ -47,3 +47,27 @@ def test_output_in_an_uninstalled_subdataset_is_installed_and_saved(tmp_path: Pa
     assert "b\n" == clone.read("sub/out.txt")
     assert git("rev-parse", "HEAD:sub", cwd=clone.path) == Dataset(clone.path / "sub").head()
     assert ["[DATALAD RUNCMD] copy"] == clone.subjects("HEAD~1..HEAD")
+
+
+def test_glob_through_uninstalled_subdatasets_installs_level_by_level(tmp_path: Path) -> None:
+    """`s0/s1_*/s2/*.dat` in a fresh clone: s0, both s1_*, both s2 installed, .dat files got."""
+    origin = Dataset(tmp_path / "super")
+    datalad("create", str(origin.path))
+    for sub in ("s0", "s0/s1_a", "s0/s1_b", "s0/s1_a/s2", "s0/s1_b/s2"):
+        parent = sub.rpartition("/")[0] or "."
+        datalad("create", "-d", parent, sub, cwd=origin.path)
+    for leaf in ("s0/s1_a/s2", "s0/s1_b/s2"):
+        for name in ("x.dat", "y.dat", "z.txt"):
+            origin.write(f"{leaf}/{name}", f"{leaf} {name}\n")
+    datalad("save", "-r", "-m", "data", cwd=origin.path)
+    record = origin.run_step("glob", "s0/s1_*/s2/*.dat", "out.txt", "cat {inputs} > {outputs}")
+    clone = Dataset(tmp_path / "clone")
+    datalad("clone", str(origin.path), str(clone.path))
+
+    done = rerund("rerun", record, cwd=clone.path)
+
+    assert "identical" in done.stdout
+    for leaf in ("s0/s1_a/s2", "s0/s1_b/s2"):
+        assert f"{leaf} x.dat\n" == clone.read(f"{leaf}/x.dat")  # content got
+        assert not (clone.path / leaf / "z.txt").exists()  # not matched: not got
+    assert "" == clone.git("status", "--porcelain", "--ignore-submodules=none")
