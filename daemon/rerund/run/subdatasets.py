@@ -46,6 +46,8 @@ def changed_inside(repo: GitRepo, commit: str) -> list[str]:
     moved a gitlink: the files that changed between the two subdataset commits.
     Subdatasets that are not installed, or lack those commits, add nothing.
     """
+    if not (repo.path / ".gitmodules").exists():
+        return []  # no subdatasets: spare every plain step a git call
     out = repo.run(
         "diff-tree", "--root", "-r", "-z", "--no-commit-id", "--no-renames",
         "--diff-filter=AM", "-m", "--first-parent", commit,
