@@ -112,3 +112,20 @@ def test_undecided_records_are_decided_incrementally_once_installed(
     warm = _plan(clone, persist=True, options=PlanOptions())
     assert _plan(clone, persist=False, options=PlanOptions()) == warm
     assert (1, 0) == (len(warm["steps"]), len(warm["undecided"]))
+
+
+def test_tables_of_an_older_tracker_are_rebuilt(pipeline: Dataset) -> None:
+    """An index file from the previous tracker version (no `via` column) is rebuilt, not misread."""
+    index = HistoryIndex.open(GitRepo(pipeline.path), "main")
+    index.db.executescript(
+        "CREATE TABLE diffs (seq INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,"
+        " changed_seq INTEGER NOT NULL, PRIMARY KEY (seq, path, kind)) WITHOUT ROWID;"
+        "INSERT INTO meta VALUES ('tracked', '1');"
+    )
+    index.close()
+    pipeline.write("raw/data.txt", "5\n6\n")
+    pipeline.save("fix raw")
+
+    plan = _plan(pipeline, persist=True, options=PlanOptions())
+
+    assert 3 == len(plan["steps"])
