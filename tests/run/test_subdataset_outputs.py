@@ -77,6 +77,10 @@ def test_declared_output_in_a_subdataset_follows_its_input(tmp_path: Path) -> No
     assert git("rev-parse", "HEAD:sub", cwd=ds.path) == Dataset(ds.path / "sub").head()
     assert ["[DATALAD RUNCMD] copy"] == ds.subjects("HEAD~1..HEAD")
     assert "nothing is stale" in rerund("plan", cwd=ds.path).stdout
+    # A lab member's fresh clone with `datalad get -r` sees the new output.
+    datalad("clone", str(ds.path), str(tmp_path / "member"))
+    datalad("get", "-r", ".", cwd=tmp_path / "member")
+    assert "b\n" == (tmp_path / "member/sub/out.txt").read_text(encoding="utf-8")
 
 
 def test_output_two_levels_down_commits_every_dataset_bottom_up(tmp_path: Path) -> None:
