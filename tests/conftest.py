@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Dataset, datalad
+from helpers import Dataset, datalad, git
+from yoda import Lab, build_lab
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Lab Member",
@@ -101,3 +102,19 @@ def dataset(tmp_path: Path) -> Dataset:
     """An empty text2git dataset."""
     datalad("create", "-c", "text2git", str(tmp_path / "ds"))
     return Dataset(tmp_path / "ds")
+
+
+@pytest.fixture(scope="session")
+def _yoda_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    return build_lab(tmp_path_factory.mktemp("tpl") / "lab")
+
+
+@pytest.fixture
+def yoda(_yoda_template: Lab, tmp_path: Path) -> Lab:
+    """A fresh copy of the YODA lab, its subdatasets' remotes pointing into the copy."""
+    copy = Lab(tmp_path / "lab")
+    shutil.copytree(_yoda_template.root, copy.root, symlinks=True)
+    for sub in ("", "/deep"):
+        installed = copy.ana.path / f"inputs/raw{sub}"
+        git("remote", "set-url", "origin", f"{copy.raw.path}{sub}", cwd=installed)
+    return copy

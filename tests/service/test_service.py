@@ -279,7 +279,9 @@ def test_api_trigger_needs_the_token_and_plan_and_metrics_answer(lab: Lab) -> No
         )
         assert (202, "queued") == (status, answer["outcome"])
         wait_for(daemon.idle, what="the triggered job")
-        assert {"head": lab.tip(), "steps": [], "notices": []} == daemon.get("/api/repos/lab/plan")
+        assert {"head": lab.tip(), "steps": [], "notices": [], "undecided": []} == daemon.get(
+            "/api/repos/lab/plan"
+        )
         metrics = daemon.get("/metrics")
         assert 'rerund_jobs_finished_total{state="succeeded"}' in metrics
         assert "rerund_push_events_total" in metrics

@@ -48,9 +48,10 @@ class Reason:
 
     def _describe_in_subdataset(self, subdataset: str) -> str:
         what = {"input": "input", "implicit-input": "implicit input"}.get(self.kind, "output")
+        how = "was edited by hand" if self.kind == "drift" else "changed"
         before = (self.sub_from or "")[:8] or "(none)"
         after = (self.sub_to or "")[:8] or "removed"
-        return f"{what} {self.path} changed: {subdataset_name(subdataset)} {before} -> {after}"
+        return f"{what} {self.path} {how}: {subdataset_name(subdataset)} {before} -> {after}"
 
     def _describe_here(self) -> str:
         short = (self.commit or "")[:8]

@@ -23,7 +23,7 @@ the planner reads a handful of rows instead of walking the history again.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -152,7 +152,7 @@ class StalenessTracker:
                 # What a run record's commit deletes is its command's doing too: never a
                 # hand edit of an older record's output (a rerun may drop a file).
                 deleted = {path for path, content in commit.changes if content is None}
-                claimed = self._claim(rec, rec.record, deleted)
+                claimed = self._claim(rec, rec.record, deleted | set(self._written_inside(commit)))
         for path, content in commit.changes:
             is_link = path in commit.gitlinks
             if is_link or (
@@ -177,10 +177,14 @@ class StalenessTracker:
             return "was run from a different dataset; not ours to run"
         return None
 
-    def _claim(self, rec: IndexedRecord, record: RunRecord, deleted: set[str]) -> set[str]:
-        """Make ``rec`` the current record of its effective outputs; returns them."""
+    def _claim(self, rec: IndexedRecord, record: RunRecord, also: Iterable[str] = ()) -> set[str]:
+        """Make ``rec`` the current record of its effective outputs; returns them.
+
+        ``also``: what its commit deleted (its command's doing, never a hand edit of an
+        older record's output) and the files it wrote inside subdatasets.
+        """
         outputs = [spec_matcher(spec, record.pwd) for spec in record.outputs]
-        paths = set(rec.changed) | deleted
+        paths = set(rec.changed) | set(also)
         paths.update(m.literal_prefix for m in outputs if not m.is_glob and m.literal_prefix)
         paths.discard(rec.sidecar or "")
         losers: set[int] = set()
@@ -281,6 +285,21 @@ class StalenessTracker:
             )
 
     # -- subdatasets -------------------------------------------------------------------
+
+    def _written_inside(self, commit: IndexedCommit) -> list[str]:
+        """Files a record's commit added or changed inside the subdatasets it moved.
+
+        Part of its effective outputs, as files its commit changed at the top
+        level are. Where the subdataset's objects cannot be read, none are known.
+        """
+        found: list[str] = []
+        for path, sha in commit.changes:
+            if path in commit.gitlinks and sha is not None:
+                old = self.gitlink_at(path, commit.seq - 1)
+                changes = self.subdatasets.changes(path, old, sha, lambda _: True)
+                if not isinstance(changes, Unavailable):
+                    found.extend(change.path for change in changes if change.new is not None)
+        return found
 
     def _gitlink_moved(self, seq: int, path: str, sha: str | None) -> None:
         """The subdataset at ``path`` now names ``sha`` (``None``: removed); compare readers."""

@@ -33,8 +33,9 @@ from rerund.errors import (
 )
 from rerund.run.annexbatch import BatchAdd
 from rerund.run.confine import Confinement
+from rerund.run.install import install_for
 from rerund.run.process import start_group, stop_group
-from rerund.run.subdatasets import by_dataset
+from rerund.run.subdatasets import by_dataset, changed_inside, commit_subdatasets
 
 Outcome = Literal["committed", "identical"]
 
@@ -134,6 +135,8 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
     extra_specs = format_io_specs(record.extra_inputs, io_mapping)
     output_specs = format_io_specs(record.outputs, io_mapping)
     _confine_specs(confine, exec_dir, input_specs, extra_specs, output_specs)
+    # Subdatasets on the way to inputs and outputs are installed first, as DataLad does.
+    install_for(root, [*input_specs, *extra_specs, *output_specs], record.pwd)
     inputs = expand_specs(input_specs, exec_dir)
     extra = expand_specs(extra_specs, exec_dir)
     missing = inputs.misses + extra.misses
@@ -153,7 +156,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
         dspath=str(root),
         substitutions=config.substitutions,
     )
-    automatic = _automatic_outputs(repo, step.commit)
+    automatic = [*_automatic_outputs(repo, step.commit), *changed_inside(repo, step.commit)]
     for path in automatic:
         confine.check(path, "a file its commit wrote,", leaf=False)
     if config.record_sidecar:
@@ -435,6 +438,8 @@ def _save(
     keeps a step's own cost to a few git calls.
     """
     config = context.config
+    # Outputs inside subdatasets: those commit first, then their gitlinks move here.
+    commit_subdatasets(repo.path, format_message(summary, record), relock)
     changed = _changed_paths(repo)
     if not changed:
         return None
