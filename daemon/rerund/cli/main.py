@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from rerund.cli import verify as verify_cli
 from rerund.core.dsconfig import DatasetConfig, DriftPolicy
 from rerund.core.gitrepo import GitRepo
 from rerund.core.history import dataset_id, read_run_records
@@ -26,6 +27,7 @@ from rerund.run.replay import replay
 from rerund.run.script import render_script
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
     rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
     rerun.set_defaults(handler=_rerun_command)
+
+    verify = commands.add_parser("verify", help="rerun records in a scratch clone and compare")
+    _repo_options(verify)
+    verify_cli.add_options(verify)
+    verify.set_defaults(handler=_verify_command)
 
     serve = commands.add_parser("serve", help="run the daemon (in the foreground)")
     serve.add_argument("--config", type=Path, help="TOML settings (default: embedded defaults)")
@@ -151,6 +158,19 @@ def _rerun_command(args: argparse.Namespace) -> int:
             print(f"rerund: not run: {skipped}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _verify_command(args: argparse.Namespace) -> int:
+    repo = GitRepo.discover(args.repo)
+    if args.commits and args.since is not None:
+        print("rerund: error: give either --since or COMMITs, not both", file=sys.stderr)
+        return EXIT_USAGE
+    plan, dsid = None, None
+    if args.commits:
+        plan, dsid = _named_plan(repo, args.commits)
+    elif args.since is not None:
+        plan, dsid = _make_plan(repo, DatasetConfig.read(repo), args)
+    return verify_cli.run(repo, plan, dsid, args)
 
 
 def _serve_command(args: argparse.Namespace) -> int:
