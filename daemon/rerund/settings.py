@@ -33,6 +33,8 @@ class RepoSettings:
     drift: DriftPolicy = "rerun"
     watch: bool = True
     """Watch the remote's refs on disk (only for local bare repositories)."""
+    verify_every_s: float | None = None
+    """Queue a verification of every current record this often (``verify_every``); off if None."""
 
     @property
     def local_path(self) -> Path | None:
@@ -150,6 +152,7 @@ def _repo(item: object, position: int, base: Path) -> RepoSettings:
         implicit_inputs=reader.boolean("implicit_inputs", True),
         drift="report" if drift == "report" else "rerun",
         watch=reader.boolean("watch", True),
+        verify_every_s=_duration(reader, "verify_every"),
     )
     reader.reject_unknown()
     return repo
@@ -167,6 +170,23 @@ def _secret(reader: _Reader, key: str, base: Path) -> str | None:
         except OSError as exc:
             raise ConfigError(f"{reader.where}{key}_file: cannot read {from_file}") from exc
     return inline or None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(reader: _Reader, key: str) -> float | None:
+    """A span like ``"7d"``, ``"12h"``, ``"30m"`` (or seconds as a number); ``None`` if unset."""
+    value = reader._get(key)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(f"{reader.where}{key} must be a span like '7d', '12h' or '30m'")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 def parse_listen(value: str) -> tuple[str, int]:

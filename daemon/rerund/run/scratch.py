@@ -30,19 +30,27 @@ IDENTITY = {
 
 
 @contextmanager
-def scratch_checkout(source: GitRepo, commit: str, *, annex: bool) -> Iterator[GitRepo]:
-    """A clean detached checkout of ``commit`` in a temporary clone of ``source``."""
+def scratch_checkout(
+    source: GitRepo, commit: str, *, annex: bool, origin: str | None = None
+) -> Iterator[GitRepo]:
+    """A clean detached checkout of ``commit`` in a temporary clone of ``source``.
+
+    ``origin``, when given, becomes the clone's remote (where annexed content is
+    fetched from) instead of ``source`` — e.g. the lab's server for a daemon's mirror.
+    """
     parent = Path(tempfile.mkdtemp(prefix="rerund-verify-"))
     try:
-        yield _clone(source, commit, parent / "ds", annex=annex)
+        yield _clone(source, commit, parent / "ds", annex=annex, origin=origin)
     finally:
         remove_tree(parent)
 
 
-def _clone(source: GitRepo, commit: str, path: Path, *, annex: bool) -> GitRepo:
+def _clone(source: GitRepo, commit: str, path: Path, *, annex: bool, origin: str | None) -> GitRepo:
     runner = GitRepo(path.parent, env=IDENTITY)
     runner.run("clone", "--quiet", "--shared", "--no-checkout", str(source.path), str(path))
     repo = GitRepo(path, env=IDENTITY)
+    if origin is not None:
+        repo.run("remote", "set-url", "origin", origin)
     if annex:
         repo.annex("init", "--quiet", "rerund verification scratch")
         # `init` turns hard links on in a --shared clone; copy content instead, so a

@@ -9,6 +9,7 @@ of each other — each runs on its own parent — so any number run at once.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from rerund.core.history import HistoryIndex
 from rerund.core.placeholders import command_text, format_io_specs
 from rerund.core.plan import Step
 from rerund.core.staleness import StalenessTracker
-from rerund.errors import InputError, RerundError, StepFailedError
+from rerund.errors import InputError, RerundError, StepCancelledError, StepFailedError
 from rerund.run.compare import OutputDiff, compare_trees
 from rerund.run.execute import ExecOptions, StepContext, execute_step
 from rerund.run.scratch import remove_tree, scratch_checkout
@@ -80,6 +81,10 @@ class VerifyOptions:
     timeout_s: float | None = None
     log_dir: Path | None = None
     """Where step logs are kept; by default they go with the scratch clone."""
+    content_remote: str | None = None
+    """Where scratch clones get annexed content (default: the repository verified)."""
+    cancel: threading.Event | None = None
+    """Set to stop the running commands (a shutting-down service)."""
 
 
 @dataclass
@@ -165,11 +170,16 @@ def verify_step(repo: GitRepo, step: Step, context: StepContext, options: Verify
     parent = repo.resolve(f"{step.commit}^1")
     if parent is None:
         return verdict("cannot-run", message="a root commit: there is no state it ran in")
-    with scratch_checkout(repo, parent, annex=context.config.is_annex) as scratch:
+    annex = context.config.is_annex
+    with scratch_checkout(repo, parent, annex=annex, origin=options.content_remote) as scratch:
         log_dir = options.log_dir or scratch.path.parent / "logs"
-        exec_options = ExecOptions(log_dir=log_dir, timeout_s=options.timeout_s)
+        exec_options = ExecOptions(
+            log_dir=log_dir, timeout_s=options.timeout_s, cancel=options.cancel
+        )
         try:
             result = execute_step(scratch, step, parent, context, exec_options)
+        except StepCancelledError:
+            raise
         except StepFailedError as exc:
             return verdict(
                 "failed",

@@ -31,6 +31,7 @@ from rerund.service.jobs import JobRunner, JobServices, compute_plan
 from rerund.service.metrics import Metrics
 from rerund.service.notify import sd_notify, watchdog_interval_s
 from rerund.service.store import EventResult, Notification, Store
+from rerund.service.verification import Verification
 from rerund.service.workspace import read_remote_tip
 from rerund.settings import RepoSettings, Settings
 from rerund.triggers import spool
@@ -53,6 +54,7 @@ class Service:
         self._make_app = make_app
         self.metrics = Metrics()
         self.store: Store | None = None
+        self._verification: Verification | None = None
         self._should_exit = asyncio.Event()
         self._reload = asyncio.Event()
         self._work_available = asyncio.Event()
@@ -76,6 +78,13 @@ class Service:
         if self.store is None:
             raise RerundError("the service has not started")
         return self.store
+
+    @property
+    def verification(self) -> Verification:
+        """The verification queue and verdicts, once started."""
+        if self._verification is None:
+            raise RerundError("the service has not started")
+        return self._verification
 
     # -- life -------------------------------------------------------------------------
 
@@ -108,6 +117,13 @@ class Service:
             self.store.recover, max_attempts=settings.job_max_attempts
         )
         spool.prepare_spool(settings.spool_dir)
+        self._verification = await asyncio.to_thread(
+            Verification,
+            lambda: self.settings,
+            self.metrics.registry,
+            max_parallel=settings.max_concurrent_steps,
+        )
+        self._spawn(self._verification.run(), "verification")
         self._spawn(self._event_writer(), "event-writer")
         self._runner = web.AppRunner(self._make_app(self), access_log=None)
         await self._runner.setup()
@@ -180,6 +196,9 @@ class Service:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self._verification is not None:
+            self._verification.close()
+            self._verification = None
 
     async def _reload_settings(self) -> None:
         try:

@@ -20,9 +20,11 @@ from rerund.core.plan import Plan
 from rerund.errors import GitError, RerundError
 from rerund.service.metrics import Metrics
 from rerund.service.store import EventResult, StepRow, Store
+from rerund.service.verification import Verification
 from rerund.service.workspace import read_remote_tip
 from rerund.settings import RepoSettings, Settings
 from rerund.triggers.webhooks import PROVIDERS, Ignored, Ping, WebhookError, parse, verify
+from rerund.web import verification_api
 
 
 class Daemon(Protocol):
@@ -48,6 +50,9 @@ class Daemon(Protocol):
 
     async def current_plan(self, repo: RepoSettings) -> Plan: ...
 
+    @property
+    def verification(self) -> Verification: ...
+
 
 SERVICE: web.AppKey[Daemon] = web.AppKey("service")
 _SECRET_KEYS = {
@@ -72,6 +77,7 @@ def make_app(service: Daemon) -> web.Application:
             web.get("/api/repos/{name:.+}/plan", repo_plan),
             web.post("/api/repos/{name:.+}/trigger", trigger),
             web.post("/hooks/{provider}/{name:.+}", webhook),
+            *verification_api.routes(SERVICE),
         ]
     )
     return app
