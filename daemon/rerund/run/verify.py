@@ -20,6 +20,7 @@ from typing import Any, Literal
 from rerund.core.dsconfig import DatasetConfig
 from rerund.core.gitrepo import GitRepo
 from rerund.core.globbing import expand_specs
+from rerund.core.graph import current_seqs
 from rerund.core.history import HistoryIndex
 from rerund.core.placeholders import command_text, format_io_specs
 from rerund.core.plan import Step
@@ -113,19 +114,12 @@ class VerifyReport:
 
 
 def current_steps(repo: GitRepo, branch: str, head: str) -> list[Step]:
-    """The current records at ``head``: newest producer of an output still in the tree.
-
-    Records the planner would not run (foreign, malformed, root commits) are left out.
-    """
+    """The current records at ``head``: newest producer of an output still in the tree."""
     index = HistoryIndex.open(repo, branch)
     try:
         tracker = StalenessTracker(index)
         tracker.update(head)
-        tip = index.tip_seq
-        owners = index.db.execute("SELECT path, seq FROM owners").fetchall()
-        seqs = {int(seq) for path, seq in owners if index.content_at(str(path), tip) is not None}
-        seqs -= {seq for seq, _ in tracker.notices()}
-        records = index.records_at(sorted(seqs))
+        records = index.records_at(current_seqs(tracker))
         return [
             Step(rec.commit, rec.summary, rec.record, ())
             for seq in sorted(records)

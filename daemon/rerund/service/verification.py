@@ -14,23 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
 
-from rerund.core.gitrepo import GitRepo
 from rerund.core.history import dataset_id
 from rerund.errors import RerundError, StepCancelledError
 from rerund.run.verify import VerifyOptions, current_steps, verify
+from rerund.service.mirrors import mirror
 from rerund.settings import RepoSettings, Settings
 
 log = structlog.get_logger("rerund.service.verification")
@@ -360,42 +359,18 @@ class Verification:
 def _verify_repo(
     state_dir: Path, repo: RepoSettings, options: VerifyOptions
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Verify every current record at the remote's tip (blocking; run in a thread)."""
-    mirror = _mirror(state_dir, repo)
-    head = mirror.text("rev-parse", f"refs/heads/{repo.branch}")
-    steps = current_steps(mirror, repo.branch, head)
+    """Verify every current record at the remote's tip (blocking; run it in a thread)."""
+    with mirror(state_dir, repo) as git:
+        head = git.text("rev-parse", f"refs/heads/{repo.branch}")
+        steps = current_steps(git, repo.branch, head)
+        dsid = dataset_id(git, head)
     content = repo.remote if repo.local_path is None else str(repo.local_path)
+    # The scratch clones borrow the mirror's objects; a later fetch only adds to them.
     report = verify(
-        mirror,
+        git,
         head,
         steps,
-        dataset_id(mirror, head),
-        options=VerifyOptions(
-            jobs=options.jobs,
-            timeout_s=options.timeout_s,
-            log_dir=options.log_dir,
-            content_remote=content,
-            cancel=options.cancel,
-        ),
+        dsid,
+        options=replace(options, content_remote=content),
     )
     return head, [verdict.to_json() for verdict in report.verdicts]
-
-
-def _mirror(state_dir: Path, repo: RepoSettings) -> GitRepo:
-    """A bare mirror of the remote, up to date, kept for verification alone."""
-    slug = re.sub(r"[^A-Za-z0-9._-]", "_", repo.name)
-    path = state_dir / "verify" / f"{slug}.git"
-    if not path.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        GitRepo(path.parent).run("clone", "--quiet", "--bare", repo.remote, str(path))
-    git = GitRepo(path)
-    refspecs = [f"+refs/heads/{repo.branch}:refs/heads/{repo.branch}"]
-    if git.run("ls-remote", "origin", "refs/heads/git-annex").strip():
-        refspecs.append("+refs/heads/git-annex:refs/heads/git-annex")
-    git.run("fetch", "--quiet", "origin", *refspecs)
-    if (
-        git.resolve("refs/heads/git-annex") is not None
-        and not git.run("config", "--get", "annex.uuid", check=False).strip()
-    ):
-        git.annex("init", "--quiet", f"rerund verification mirror of {repo.name}")
-    return git

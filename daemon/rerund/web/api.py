@@ -25,6 +25,7 @@ from rerund.service.workspace import read_remote_tip
 from rerund.settings import RepoSettings, Settings
 from rerund.triggers.webhooks import PROVIDERS, Ignored, Ping, WebhookError, parse, verify
 from rerund.web import verification_api
+from rerund.web.dashboard import Dashboard
 
 
 class Daemon(Protocol):
@@ -80,6 +81,7 @@ def make_app(service: Daemon) -> web.Application:
             *verification_api.routes(SERVICE),
         ]
     )
+    Dashboard(SERVICE).setup(app)
     return app
 
 
