@@ -1,4 +1,4 @@
-"""A throw-away checkout of one commit, beside (never inside) the user's repository.
+"""Throw-away checkouts of commits, beside (never inside) the user's repository.
 
 A local clone borrows the source's objects (``--shared``), so it costs a few
 git calls rather than a copy. A linked worktree would be cheaper still, but in
@@ -14,8 +14,8 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +29,52 @@ IDENTITY = {
 }
 
 
-@contextmanager
-def scratch_checkout(
-    source: GitRepo, commit: str, *, annex: bool, origin: str | None = None
-) -> Iterator[GitRepo]:
-    """A clean detached checkout of ``commit`` in a temporary clone of ``source``.
+class ScratchClones:
+    """Scratch clones of ``source``, one per worker thread, reused from record to record.
 
-    ``origin``, when given, becomes the clone's remote (where annexed content is
-    fetched from) instead of ``source`` — e.g. the lab's server for a daemon's mirror.
+    Each :meth:`checkout` gives a clean detached checkout of a commit: the first
+    in a thread clones (and, in an annex dataset, initialises git-annex, the
+    dearest part); later ones check out with ``--force`` and remove every
+    untracked file. ``origin``, when given, becomes the clones' remote (where
+    annexed content is fetched from) — e.g. the lab's server for a daemon's mirror.
     """
-    parent = Path(tempfile.mkdtemp(prefix="rerund-verify-"))
-    try:
-        yield _clone(source, commit, parent / "ds", annex=annex, origin=origin)
-    finally:
-        remove_tree(parent)
+
+    def __init__(self, source: GitRepo, *, annex: bool, origin: str | None = None) -> None:
+        self._source = source
+        self._annex = annex
+        self._origin = origin
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._dirs: list[Path] = []
+
+    def checkout(self, commit: str) -> GitRepo:
+        repo: GitRepo | None = getattr(self._local, "repo", None)
+        if repo is None:
+            parent = Path(tempfile.mkdtemp(prefix="rerund-verify-"))
+            with self._lock:
+                self._dirs.append(parent)
+            repo = _clone(self._source, parent / "ds", annex=self._annex, origin=self._origin)
+            self._local.repo = repo
+        _check_out(repo, commit)
+        return repo
+
+    def close(self) -> None:
+        with self._lock:
+            dirs, self._dirs = self._dirs, []
+        for path in dirs:
+            remove_tree(path)
+
+    def __enter__(self) -> ScratchClones:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
-def _clone(source: GitRepo, commit: str, path: Path, *, annex: bool, origin: str | None) -> GitRepo:
+def _clone(source: GitRepo, path: Path, *, annex: bool, origin: str | None) -> GitRepo:
     runner = GitRepo(path.parent, env=IDENTITY)
-    runner.run("clone", "--quiet", "--shared", "--no-checkout", str(source.path), str(path))
+    source_path = str(source.path.resolve())
+    runner.run("clone", "--quiet", "--shared", "--no-checkout", source_path, str(path))
     repo = GitRepo(path, env=IDENTITY)
     if origin is not None:
         repo.run("remote", "set-url", "origin", origin)
@@ -56,6 +83,11 @@ def _clone(source: GitRepo, commit: str, path: Path, *, annex: bool, origin: str
         # `init` turns hard links on in a --shared clone; copy content instead, so a
         # command writing through an input can never reach the source's object store.
         repo.run("config", "annex.hardlink", "false")
+    return repo
+
+
+def _check_out(repo: GitRepo, commit: str) -> None:
+    """``commit``, clean: whatever an earlier record left behind is gone."""
     # git-annex's post-checkout hook and smudge filter would fill in unlocked files'
     # content; the executor fetches what a step needs itself.
     repo.run(
@@ -64,10 +96,11 @@ def _clone(source: GitRepo, commit: str, path: Path, *, annex: bool, origin: str
         "core.hooksPath=/dev/null",
         "checkout",
         "--quiet",
+        "--force",
         "--detach",
         commit,
     )
-    return repo
+    repo.run("clean", "-ffdxq")
 
 
 def remove_tree(path: Path) -> None:

@@ -25,10 +25,10 @@ from rerund.core.history import HistoryIndex
 from rerund.core.placeholders import command_text, format_io_specs
 from rerund.core.plan import Step
 from rerund.core.staleness import StalenessTracker
-from rerund.errors import InputError, RerundError, StepCancelledError, StepFailedError
+from rerund.errors import GitError, InputError, RerundError, StepCancelledError, StepFailedError
 from rerund.run.compare import OutputDiff, compare_trees
 from rerund.run.execute import ExecOptions, StepContext, execute_step
-from rerund.run.scratch import remove_tree, scratch_checkout
+from rerund.run.scratch import ScratchClones, remove_tree
 
 State = Literal["identical", "differs", "failed", "cannot-run"]
 LOG_TAIL_LINES = 20
@@ -141,19 +141,26 @@ def verify(
     """Verify ``steps`` (up to ``options.jobs`` at once); verdicts keep the steps' order."""
     config = DatasetConfig.read(repo)
     report = VerifyReport(head)
+    clones = ScratchClones(repo, annex=config.is_annex, origin=options.content_remote)
 
     def one(step: Step) -> Verdict:
-        verdict = verify_step(repo, step, StepContext(dsid, config), options)
+        verdict = verify_step(repo, step, StepContext(dsid, config), options, clones)
         if on_verdict is not None:
             on_verdict(verdict)
         return verdict
 
-    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+    with clones, ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
         report.verdicts = list(pool.map(one, steps))
     return report
 
 
-def verify_step(repo: GitRepo, step: Step, context: StepContext, options: VerifyOptions) -> Verdict:
+def verify_step(
+    repo: GitRepo,
+    step: Step,
+    context: StepContext,
+    options: VerifyOptions,
+    clones: ScratchClones,
+) -> Verdict:
     """Rerun ``step`` on its commit's first parent in a scratch clone and compare."""
     started = time.monotonic()
     cmd = command_text(step.record.cmd)
@@ -164,40 +171,38 @@ def verify_step(repo: GitRepo, step: Step, context: StepContext, options: Verify
     parent = repo.resolve(f"{step.commit}^1")
     if parent is None:
         return verdict("cannot-run", message="a root commit: there is no state it ran in")
-    annex = context.config.is_annex
-    with scratch_checkout(repo, parent, annex=annex, origin=options.content_remote) as scratch:
-        log_dir = options.log_dir or scratch.path.parent / "logs"
-        exec_options = ExecOptions(
-            log_dir=log_dir, timeout_s=options.timeout_s, cancel=options.cancel
+    try:
+        scratch = clones.checkout(parent)
+    except GitError as exc:
+        return verdict("cannot-run", message=f"could not check out {parent[:8]}: {exc}")
+    log_dir = options.log_dir or scratch.path.parent / "logs"
+    exec_options = ExecOptions(log_dir=log_dir, timeout_s=options.timeout_s, cancel=options.cancel)
+    try:
+        result = execute_step(scratch, step, parent, context, exec_options)
+    except StepCancelledError:
+        raise
+    except StepFailedError as exc:
+        return verdict(
+            "failed", exit_code=exc.exit_code, log_tail=_tail(exc.log_path), message=str(exc)
         )
-        try:
-            result = execute_step(scratch, step, parent, context, exec_options)
-        except StepCancelledError:
-            raise
-        except StepFailedError as exc:
-            return verdict(
-                "failed",
-                exit_code=exc.exit_code,
-                log_tail=_tail(exc.log_path),
-                message=str(exc),
-            )
-        except InputError as exc:
-            missing = _absent_inputs(scratch, step, context.config)
-            return verdict("cannot-run", missing=tuple(missing), message=str(exc))
-        except RerundError as exc:
-            return verdict("cannot-run", message=str(exc))
-        differences = compare_trees(
-            scratch,
-            step.commit,
-            result.head,
-            ignore_prefix=context.config.record_dir,
-            recorded_annex=repo,
-        )
+    except InputError as exc:
+        missing = _absent_inputs(scratch, step, context.config)
+        return verdict("cannot-run", missing=tuple(missing), message=str(exc))
+    except RerundError as exc:
+        return verdict("cannot-run", message=str(exc))
+    finally:
         if options.log_dir is None:
             remove_tree(log_dir)
-    if differences:
-        return verdict("differs", differences=tuple(differences))
-    return verdict("identical")
+    differences = compare_trees(
+        scratch,
+        step.commit,
+        result.head,
+        ignore_prefix=context.config.record_dir,
+        recorded_annex=repo,
+    )
+    return (
+        verdict("differs", differences=tuple(differences)) if differences else verdict("identical")
+    )
 
 
 def _tail(log_path: str | None) -> str | None:

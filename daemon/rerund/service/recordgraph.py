@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rerund.core.gitrepo import GitRepo
 from rerund.core.graph import RecordGraph, record_graph
 from rerund.core.plan import PlanOptions
 from rerund.service.mirrors import mirror
@@ -30,12 +31,37 @@ def repo_graph(
     verdicts: Mapping[str, str],
     job_marks: Mapping[str, str],
 ) -> GraphView:
-    """The graph at the remote's tip (blocking; run it in a thread)."""
+    """The graph at the remote's tip (blocking; run it in a thread).
+
+    The graph is kept per repository while the remote's branch and notes stay
+    put (one ``git`` call to check), so a page view between pushes costs no fetch.
+    """
     options = PlanOptions(implicit_inputs=repo.implicit_inputs, drift=repo.drift)
-    with mirror(state_dir, repo) as git:
-        tip = git.text("rev-parse", f"refs/heads/{repo.branch}")
-        graph = record_graph(git, f"graph-{repo.branch}", tip, options)
+    key = (_remote_refs(repo), options)
+    cached = _GRAPHS.get(repo.name)
+    if cached is not None and key[0] is not None and cached[0] == key:
+        graph = cached[1]
+    else:
+        with mirror(state_dir, repo) as git:
+            tip = git.text("rev-parse", f"refs/heads/{repo.branch}")
+            graph = record_graph(git, f"graph-{repo.branch}", tip, options)
+        _GRAPHS[repo.name] = (key, graph)
     return GraphView(graph, node_states(graph, verdicts, job_marks))
+
+
+_GRAPHS: dict[str, tuple[tuple[str | None, PlanOptions], RecordGraph]] = {}
+
+
+def _remote_refs(repo: RepoSettings) -> str | None:
+    """The remote's branch and notes tips, read directly when it is on this disk."""
+    local = repo.local_path
+    if local is None or not local.is_dir():
+        return None  # a network remote: fetch every time rather than ask it twice
+    out = GitRepo(local).run(
+        "for-each-ref", "--format=%(refname) %(objectname)", f"refs/heads/{repo.branch}",
+        "refs/notes/",
+    )  # fmt: skip
+    return out.decode() or None
 
 
 def node_states(
