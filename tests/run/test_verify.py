@@ -107,16 +107,20 @@ def test_binary_difference_reports_size_and_checksum(dataset: Dataset) -> None:
     assert difference["recorded"]["sha256"] != difference["rerun"]["sha256"]
 
 
-def test_dropped_annexed_input_cannot_run(annexed_pipeline: Dataset) -> None:
+def test_dropped_annexed_input_cannot_run(annexed_pipeline: Dataset, tmp_path: Path) -> None:
     """An annexed input whose only copy was dropped makes its record cannot-run, naming it."""
     annexed_pipeline.git("annex", "drop", "--force", "raw/data.txt")
+    junit = tmp_path / "verify.xml"
 
-    code, report = _verify(annexed_pipeline)
+    code, report = _verify(annexed_pipeline, "--junit", str(junit))
 
     assert 1 == code
     assert {"clean": "cannot-run", "stats": "identical", "report": "identical"} == _states(report)
     clean = next(r for r in report["records"] if r["summary"] == "clean")
     assert ["raw/data.txt"] == clean["missing"]
+    xmlschema.XMLSchema(SCHEMA).validate(junit)
+    skipped = ET.parse(junit).getroot().findall(".//testcase/skipped")  # noqa: S314 - ours
+    assert ["cannot run: raw/data.txt"] == [element.get("message") for element in skipped]
 
 
 def test_annexed_output_difference_names_both_keys(annexed_pipeline: Dataset) -> None:
