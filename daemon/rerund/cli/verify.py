@@ -19,6 +19,7 @@ from pathlib import Path
 from rerund.core.gitrepo import GitRepo
 from rerund.core.history import dataset_id
 from rerund.core.plan import Plan
+from rerund.errors import RevisionError
 from rerund.run.verify import Verdict, VerifyOptions, VerifyReport, current_steps, verify
 
 EXIT_DIFFERS = 1
@@ -42,7 +43,9 @@ def _positive(text: str) -> int:
 def run(repo: GitRepo, plan: Plan | None, dsid: str | None, args: argparse.Namespace) -> int:
     """Verify ``plan``'s steps (or, without one, every current record at HEAD)."""
     if plan is None:
-        head = repo.resolve("HEAD") or ""
+        head = repo.resolve("HEAD")
+        if head is None:
+            raise RevisionError(f"{repo.path} has no commits yet: nothing is recorded")
         branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip()
         steps = current_steps(repo, branch or "HEAD", head)
         dsid = dataset_id(repo, head)
