@@ -9,7 +9,7 @@ from typing import Any
 
 import xmlschema
 
-from helpers import Dataset, datalad, rerund
+from helpers import Dataset, datalad, git, rerund
 
 SCHEMA = Path(__file__).parent.parent / "fixtures" / "junit" / "junit.xsd"
 
@@ -121,6 +121,23 @@ def test_dropped_annexed_input_cannot_run(annexed_pipeline: Dataset, tmp_path: P
     xmlschema.XMLSchema(SCHEMA).validate(junit)
     skipped = ET.parse(junit).getroot().findall(".//testcase/skipped")  # noqa: S314 - ours
     assert ["cannot run: raw/data.txt"] == [element.get("message") for element in skipped]
+
+
+def test_content_on_the_users_remote_is_fetched_from_there(
+    annexed_pipeline: Dataset, tmp_path: Path
+) -> None:
+    """A clone without annexed content verifies: its scratch clones get it from its remote."""
+    server = tmp_path / "server"
+    git("clone", "-q", str(annexed_pipeline.path), str(server), cwd=tmp_path)
+    git("annex", "get", "--quiet", ".", cwd=server)
+    clone = Dataset(tmp_path / "clone")
+    git("clone", "-q", "../server", str(clone.path), cwd=tmp_path / "server")
+    clone.git("annex", "init", "-q", "a clone without content")
+
+    code, report = _verify(clone)
+
+    assert "" == clone.git("annex", "find")  # the user's clone still holds no content
+    assert (0, {"identical"}) == (code, set(_states(report).values()))
 
 
 def test_annexed_output_difference_names_both_keys(annexed_pipeline: Dataset) -> None:

@@ -11,6 +11,7 @@ deleted with its directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -78,12 +79,37 @@ def _clone(source: GitRepo, path: Path, *, annex: bool, origin: str | None) -> G
     repo = GitRepo(path, env=IDENTITY)
     if origin is not None:
         repo.run("remote", "set-url", "origin", origin)
+    elif annex:
+        _borrow_remotes(source, repo)
     if annex:
         repo.annex("init", "--quiet", "rerund verification scratch")
         # `init` turns hard links on in a --shared clone; copy content instead, so a
         # command writing through an input can never reach the source's object store.
         repo.run("config", "annex.hardlink", "false")
     return repo
+
+
+def _borrow_remotes(source: GitRepo, repo: GitRepo) -> None:
+    """The source's remotes, as ``source-<name>``: content the source lacks may be there.
+
+    Their annex UUIDs come along, so git-annex knows what each holds without asking.
+    """
+    out = source.run("config", "-z", "--get-regexp", r"^remote\..*\.(url|annex-uuid)$", check=False)
+    settings: dict[str, dict[str, str]] = {}
+    for entry in out.decode("utf-8", "replace").split("\0"):
+        key, _, value = entry.partition("\n")
+        name, _, field = key.removeprefix("remote.").rpartition(".")
+        if name:
+            settings.setdefault(name, {})[field] = value
+    for name, values in settings.items():
+        url = values.get("url")
+        if not url:
+            continue
+        if "://" not in url and not re.match(r"^[^/]+@?[^/]*:", url):
+            url = str((source.path / url).resolve())  # a path, maybe relative to the source
+        repo.run("remote", "add", f"source-{name}", url)
+        if "annex-uuid" in values:
+            repo.run("config", f"remote.source-{name}.annex-uuid", values["annex-uuid"])
 
 
 def _check_out(repo: GitRepo, commit: str) -> None:
