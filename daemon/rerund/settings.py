@@ -46,6 +46,9 @@ class RepoSettings:
         """
         return self.name.replace("/", "+")
 
+    verify_every_s: float | None = None
+    """Queue a verification of every current record this often (``verify_every``); off if None."""
+
     @property
     def local_path(self) -> Path | None:
         """The remote as a directory on this machine, if it is one."""
@@ -183,6 +186,7 @@ def _repo(item: object, position: int, base: Path) -> RepoSettings:
         drift="report" if drift == "report" else "rerun",
         watch=reader.boolean("watch", True),
         forge_name=reader.optional_string("forge_name"),
+        verify_every_s=_duration(reader, "verify_every"),
     )
     reader.reject_unknown()
     return repo
@@ -230,6 +234,23 @@ def _api_token(token: str | None) -> str | None:
     if len(token) < MIN_TOKEN_CHARS:
         raise ConfigError(f"http.token must be at least {MIN_TOKEN_CHARS} characters long")
     return token
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(reader: _Reader, key: str) -> float | None:
+    """A span like ``"7d"``, ``"12h"``, ``"30m"`` (or seconds as a number); ``None`` if unset."""
+    value = reader._get(key)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(f"{reader.where}{key} must be a span like '7d', '12h' or '30m'")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 def parse_listen(value: str) -> tuple[str, int]:

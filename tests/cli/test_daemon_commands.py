@@ -14,7 +14,7 @@ from helpers import Dataset, git, rerund
 from rerund import __version__
 from service_helpers import Daemon, Lab, free_port, make_lab, wait_for
 
-COMMANDS = ["plan", "rerun", "serve", "hooks", "jobs", "status"]
+COMMANDS = ["plan", "rerun", "verify", "serve", "hooks", "jobs", "status"]
 
 
 def test_version() -> None:

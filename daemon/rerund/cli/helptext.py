@@ -35,6 +35,18 @@ TEXTS = {
             "rerund rerun --since= --script rerun.sh",
         ),
     ),
+    "verify": HelpText(
+        "rerun records in a scratch clone and compare",
+        "Rerun each current record (or those --since or the named commits select) in a\n"
+        "scratch clone of its commit's parent and compare the outputs with what the\n"
+        "record's commit holds: identical, differs, failed or cannot-run. Commits\n"
+        "nothing and leaves this work tree alone; exits 1 when any record differs or fails.",
+        (
+            "rerund verify",
+            "rerund verify -J 2 --junit reproducibility.xml",
+            "rerund verify --since HEAD~20 --json",
+        ),
+    ),
     "serve": HelpText(
         "run the daemon (in the foreground)",
         "Watch the configured repositories, rerun what each push made stale, and push\n"

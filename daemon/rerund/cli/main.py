@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rerund import __version__
+from rerund.cli import verify as verify_cli
 from rerund.cli.helptext import add_command
 from rerund.cli.progress import Progress
 from rerund.core.dsconfig import DatasetConfig, DriftPolicy
@@ -32,6 +33,7 @@ from rerund.run.replay import ReplayReport, replay
 from rerund.run.script import render_script
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as git and the shell's tools end
 
@@ -81,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
     rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
     rerun.set_defaults(handler=_rerun_command)
+
+    verify = add_command(commands, "verify")
+    _repo_options(verify)
+    verify_cli.add_options(verify)
+    verify.set_defaults(handler=_verify_command)
 
     serve = add_command(commands, "serve")
     serve.add_argument("--config", type=Path, help="TOML settings (default: embedded defaults)")
@@ -192,6 +199,19 @@ def _rerun_outcome(report: ReplayReport, progress: Progress, signal_name: str | 
     if report.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if report.failure is not None else 0
+
+
+def _verify_command(args: argparse.Namespace) -> int:
+    repo = GitRepo.discover(args.repo)
+    if args.commits and args.since is not None:
+        print("rerund: error: give either --since or COMMITs, not both", file=sys.stderr)
+        return EXIT_USAGE
+    plan, dsid = None, None
+    if args.commits:
+        plan, dsid = _named_plan(repo, args.commits)
+    elif args.since is not None:
+        plan, dsid = _make_plan(repo, DatasetConfig.read(repo), args)
+    return verify_cli.run(repo, plan, dsid, args)
 
 
 def _serve_command(args: argparse.Namespace) -> int:

@@ -103,6 +103,7 @@ def execute_step(
             f"step {step.commit[:8]} exited with {exit_code} (recorded: {step.record.exit});"
             f" its changes were not committed, see {log_path}",
             str(log_path),
+            exit_code,
         )
     if repo.text("rev-parse", "HEAD") != head:
         raise StepFailedError(

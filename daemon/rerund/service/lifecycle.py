@@ -32,10 +32,11 @@ from rerund.run.local import LocalExecutor
 from rerund.service.jobids import job_id_floor
 from rerund.service.jobs import JobRunner, JobServices, retry_delay_s
 from rerund.service.metrics import Metrics
-from rerund.service.mirror import mirror_plan
+from rerund.service.mirrors import mirror_plan
 from rerund.service.notify import sd_notify, watchdog_interval_s
 from rerund.service.statelock import StateLock
 from rerund.service.store import EventResult, Job, Notification, Store
+from rerund.service.verification import Verification
 from rerund.service.workspace import read_remote_tip
 from rerund.settings import RepoSettings, Settings
 from rerund.triggers import spool
@@ -68,6 +69,7 @@ class Service:
         self._make_app = make_app
         self.metrics = Metrics()
         self.store: Store | None = None
+        self._verification: Verification | None = None
         self._should_exit = asyncio.Event()
         self._reload = asyncio.Event()
         self._work_available = asyncio.Event()
@@ -100,6 +102,13 @@ class Service:
         if self.store is None:
             raise RerundError("the service has not started")
         return self.store
+
+    @property
+    def verification(self) -> Verification:
+        """The verification queue and verdicts, once started."""
+        if self._verification is None:
+            raise RerundError("the service has not started")
+        return self._verification
 
     # -- life -------------------------------------------------------------------------
 
@@ -144,6 +153,13 @@ class Service:
         )
         gid = await asyncio.to_thread(spool.spool_gid, settings.spool_group, settings.all_repos())
         spool.prepare_spool(settings.spool_dir, gid)
+        self._verification = await asyncio.to_thread(
+            Verification,
+            lambda: self.settings,
+            self.metrics.registry,
+            max_parallel=settings.max_concurrent_steps,
+        )
+        self._spawn(self._verification.run(), "verification")
         self._spawn(self._event_writer(), "event-writer", core=True)
         self._runner = web.AppRunner(self._make_app(self), access_log=None)
         await self._runner.setup()
@@ -228,6 +244,9 @@ class Service:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self._verification is not None:
+            self._verification.close()
+            self._verification = None
         if self._state_lock is not None:
             self._state_lock.release()
             self._state_lock = None

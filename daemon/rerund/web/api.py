@@ -21,6 +21,7 @@ from rerund.core.plan import Plan
 from rerund.errors import GitError, RerundError
 from rerund.service.metrics import Metrics
 from rerund.service.store import EventResult, StepRow, Store
+from rerund.service.verification import Verification
 from rerund.service.workspace import read_remote_tip
 from rerund.settings import RepoSettings, Settings
 from rerund.triggers.webhooks import (
@@ -32,6 +33,8 @@ from rerund.triggers.webhooks import (
     parse,
     verify,
 )
+from rerund.web import verification_api
+from rerund.web.dashboard import Dashboard
 
 
 class Daemon(Protocol):
@@ -61,6 +64,9 @@ class Daemon(Protocol):
 
     async def find_repo(self, name: str) -> RepoSettings | None: ...
 
+    @property
+    def verification(self) -> Verification: ...
+
 
 SERVICE: web.AppKey[Daemon] = web.AppKey("service")
 MAX_LIST = 1000
@@ -89,8 +95,10 @@ def make_app(service: Daemon) -> web.Application:
             web.get("/api/repos/{name:.+}/plan", repo_plan),
             web.post("/api/repos/{name:.+}/trigger", trigger),
             web.post("/hooks/{provider}/{name:.+}", webhook),
+            *verification_api.routes(SERVICE),
         ]
     )
+    Dashboard(SERVICE).setup(app)
     return app
 
 
