@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from forge_signing import forge_headers
 from helpers import Dataset, git, run
-from rerund.triggers.webhooks import sign
 from service_helpers import Daemon, Lab, free_port, make_lab, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
@@ -121,7 +121,7 @@ def test_signed_webhook_delivery_lands_reruns(
         before = lab.tip()
         fix = lab.push_fix()
         body = BODIES[provider](fix, before)
-        signature = sign(provider, body, lab.secrets[provider])
+        signature = forge_headers(provider, body, lab.secrets[provider])
         headers = {"Content-Type": "application/json", **signature}
 
         status, answer = daemon.post(f"/hooks/{provider}/lab", body, headers)
@@ -159,8 +159,8 @@ def test_bad_deliveries_are_refused_and_change_nothing(lab: Lab) -> None:
         wait_for(daemon.scanned, what="the start-up scan to finish")
         stored = daemon.get("/healthz")["jobs"]
         body = _github_body("a" * 40, lab.tip())
-        signed = sign("github", body, lab.secrets["github"])
-        forged = sign("github", body, "not-the-secret")
+        signed = forge_headers("github", body, lab.secrets["github"])
+        forged = forge_headers("github", body, "not-the-secret")
         unsigned = {k: v for k, v in signed.items() if k.lower() != "x-hub-signature-256"}
         cases = [
             ("/hooks/github/lab", body, forged, 403),
@@ -171,8 +171,18 @@ def test_bad_deliveries_are_refused_and_change_nothing(lab: Lab) -> None:
                 {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "x"},
                 403,
             ),
-            ("/hooks/github/lab", b"{not json", sign("github", b"{not json", "gh-secret"), 400),
-            ("/hooks/github/lab", b"x" * 70000, sign("github", b"x" * 70000, "gh-secret"), 413),
+            (
+                "/hooks/github/lab",
+                b"{not json",
+                forge_headers("github", b"{not json", "gh-secret"),
+                400,
+            ),
+            (
+                "/hooks/github/lab",
+                b"x" * 70000,
+                forge_headers("github", b"x" * 70000, "gh-secret"),
+                413,
+            ),
             ("/hooks/github/elsewhere", body, signed, 404),
             ("/hooks/bitbucket/lab", body, signed, 404),
         ]
