@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import git
 from service_helpers import free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "quickstart.sh"
 
 
+@pytest.mark.slow
 def test_quickstart_script_lands_the_reruns(tmp_path: Path) -> None:
     """docs/quickstart.sh builds a lab, pushes a fix, and the two reruns land on main."""
     env = {

@@ -20,6 +20,8 @@ from service_helpers import Daemon, Lab, free_port, make_lab, wait_for
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 RERUNS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
 
+pytestmark = pytest.mark.slow  # every test here starts `rerund serve`
+
 
 @pytest.fixture
 def lab(_pipeline_template: Dataset, tmp_path: Path) -> Lab:
@@ -416,10 +418,16 @@ def test_sigterm_mid_step_requeues_the_job_within_the_deadline(
     assert time.monotonic() - started < 15
     assert fix == lab.tip()
 
+    assert any(e["event"] == "job requeued" for e in daemon.events())
     restarted = Daemon(lab).start()
     try:
         wait_for(lambda: _landed(lab, fix), timeout_s=90, what="the requeued job to finish")
-        assert any(e["event"] == "job requeued" for e in restarted.events())
+        finished = wait_for(
+            lambda: [e for e in restarted.events() if e["event"] == "job finished"],
+            what="the restarted daemon to log the job's end",
+        )
+        assert ["succeeded"] == [e["outcome"] for e in finished]
+        assert not any(e["event"] == "job requeued" for e in restarted.events())
     finally:
         restarted.stop()
 
