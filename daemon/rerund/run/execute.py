@@ -172,14 +172,37 @@ def _get_content(root: Path, paths: list[str], step: Step) -> None:
     runner = GitRepo(root)
     try:
         runner.annex("get", "--quiet", "--", *absent)
-        if any(not Path(path).is_symlink() for path in absent):
-            # Unlocked files whose content was already here keep their pointer text
-            # after `get` (rerund checks out without git-annex's filter): fill them in.
-            runner.annex("smudge", "--update")
+        _fill_pointers(runner, [Path(path) for path in absent])
     except GitError as exc:
         raise InputError(
             f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
         ) from exc
+
+
+def _fill_pointers(runner: GitRepo, paths: list[Path]) -> None:
+    """Write the content into unlocked files that still hold pointer text after ``get``.
+
+    rerund checks out without git-annex's filter, so an unlocked file arrives as
+    its pointer. git-annex fills such files in only for index entries it has not
+    seen yet: a file unlocked, locked and unlocked again, whose content is here,
+    keeps its pointer through ``get`` and ``smudge --update`` alike. The index is
+    then refreshed (with the filter) so the filled file does not count as changed.
+    """
+    files = [file for path in paths for file in (_files_under(path) if path.is_dir() else [path])]
+    pointers = [file for file in files if not file.is_symlink() and _is_annexed(file)]
+    for file in pointers:
+        key = file.read_bytes().decode("utf-8", "replace").strip().rsplit("/", 1)[-1]
+        if not key or key.startswith("-"):  # not a key, and never an option
+            continue
+        location = runner.annex("contentlocation", key, check=False).decode().strip()
+        if location:  # else the content is still missing, and the step will say so
+            shutil.copyfile(runner.path / location, file)
+            # Older than the index about to be written, or git deems the entry racily
+            # clean and a filter-less `git status` re-hashes it as changed.
+            stamp = file.stat().st_mtime - 2
+            os.utime(file, (stamp, stamp))
+    if pointers:
+        runner.run("update-index", "-q", "--refresh", "--", *map(str, pointers), check=False)
 
 
 def _relative(path: Path, root: Path) -> str:
