@@ -74,7 +74,7 @@ def publish(repo: GitRepo, branch: str, base: str, head: str, *, annex: bool) ->
     rerund's notes of identical reproductions (``refs/notes/rerund``) go in the
     same atomic push, so the branch and what is known about it never part.
     """
-    refspecs = [] if head == base else [f"{head}:refs/heads/{branch}"]
+    refspecs = [] if head == base else [f"{_outgoing(repo, 'branch', head)}:refs/heads/{branch}"]
     if repo.resolve(NOTES_REF) is not None:
         refspecs.append(f"{NOTES_REF}:{NOTES_REF}")
     if not refspecs:
@@ -96,7 +96,21 @@ def push_side_ref(repo: GitRepo, ref: str, base: str, head: str, *, annex: bool)
         return None
     if annex:
         push_annex_content(repo, base, head)
-    transient_git(lambda: push_refs(repo, [f"{head}:{ref}"], atomic=False))()
+    transient_git(
+        lambda: push_refs(repo, [f"{_outgoing(repo, 'side', head)}:{ref}"], atomic=False)
+    )()
+    return ref
+
+
+def _outgoing(repo: GitRepo, name: str, commit: str) -> str:
+    """A local ref at ``commit``, to push by name.
+
+    GitPython reads a push's per-ref report only when the source is a ref: for a
+    bare commit id it finds no report, and a moved branch or a refusal by the
+    remote would be taken for a failure to reach it at all.
+    """
+    ref = f"refs/rerund/outgoing/{name}"
+    repo.run("update-ref", ref, commit)
     return ref
 
 
