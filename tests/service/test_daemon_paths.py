@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from forge_signing import forge_headers
-from helpers import Dataset, git
+from helpers import Dataset, datalad, git, run
 from service_helpers import Daemon, Lab, make_lab, wait_for
 
 pytestmark = pytest.mark.slow  # every test here starts `rerund serve`
@@ -194,5 +194,70 @@ def test_a_push_the_remote_refuses_fails_the_job_and_keeps_the_commits_aside(lab
         side = git("log", "--format=%s", f"{fix}..{job['side_ref']}", cwd=lab.bare)
         assert list(reversed(RERUNS)) == side.splitlines()
         assert fix == lab.tip()
+    finally:
+        daemon.stop()
+
+
+def test_annexed_content_the_remote_will_not_take_fails_the_job_before_the_branch(
+    _annex_pipeline_template: Dataset, tmp_path: Path
+) -> None:
+    """`git annex copy` refused (the server's disk reserve): job failed, branch never moved."""
+    lab = make_lab(tmp_path, _annex_pipeline_template, annex_remote=True, hook=False, watch=False)
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.scanned, timeout_s=90, what="the start-up scan to finish")
+        user = lab.user
+        (user.path / "raw" / "data.txt").unlink()
+        user.write("raw/data.txt", "# measurements\n3\n1\n2\n10\n")
+        run("git", "annex", "add", "--quiet", "raw/data.txt", cwd=user.path)
+        user.git("commit", "-qm", "fix raw data")
+        run("git", "annex", "copy", "--quiet", "--to", "origin", "raw/data.txt", cwd=user.path)
+        run("git", "annex", "sync", "--quiet", "--only-annex", "--no-content", cwd=user.path)
+        user.git("push", "-q", "origin", "HEAD:main")
+        fix = user.head()
+        git("config", "annex.diskreserve", "1000T", cwd=lab.bare)  # the server is full
+        assert 202 == daemon.post("/api/repos/lab/trigger", b"", TOKEN)[0]
+
+        job = _failed_job(daemon)
+
+        assert "could not copy annexed content to the remote" in str(job["error"])
+        assert fix == lab.tip()
+    finally:
+        daemon.stop()
+
+
+def test_the_daemon_reruns_sidecar_records_and_writes_sidecars(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    """Records kept in .datalad/runinfo (read through the history index) are rerun as sidecars.
+
+    DataLad annexes the sidecar files, so the server holds their content as a lab's would.
+    """
+    ds = dataset
+    ds.git("config", "-f", ".datalad/config", "datalad.run.record-sidecar", "true")
+    ds.write("raw.txt", "3\n1\n2\n")
+    ds.save("raw data, records in sidecars")
+    ds.run_step("sort", "raw.txt", "sorted.txt", "sort -n {inputs} > {outputs}")
+    assert '"cmd"' not in ds.git("log", "-1", "--format=%B")
+    lab = make_lab(tmp_path / "srv-root", ds, annex_remote=True)
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.scanned, what="the start-up scan to finish")
+        lab.user.write("raw.txt", "3\n1\n2\n0\n")
+        lab.user.git("commit", "-qam", "more raw data")
+        lab.user.git("push", "-q", "origin", "HEAD:main")
+        fix = lab.user.head()
+
+        wait_for(lambda: ["[DATALAD RUNCMD] sort"] == lab.subjects_since(fix), what="the rerun")
+
+        message = git("log", "-1", "--format=%B", "main", cwd=lab.bare)
+        assert '"cmd"' not in message
+        sidecars = git("diff", "--name-only", fix, "main", cwd=lab.bare).splitlines()
+        assert "sorted.txt" in sidecars
+        assert any(path.startswith(".datalad/runinfo/") for path in sidecars)
+        lab.user.git("pull", "-q", "--ff-only", "origin", "main")
+        assert "0\n1\n2\n3\n" == lab.user.read("sorted.txt")
+        report = json.loads(datalad("-f", "json", "rerun", "--report", cwd=lab.user.path))
+        assert [ds.record_commit("sort")] == report["run_info"]["chain"]
     finally:
         daemon.stop()
