@@ -261,3 +261,22 @@ def test_the_daemon_reruns_sidecar_records_and_writes_sidecars(
         assert [ds.record_commit("sort")] == report["run_info"]["chain"]
     finally:
         daemon.stop()
+
+
+def test_a_running_job_renews_its_lease_so_no_other_worker_takes_it(lab: Lab) -> None:
+    """A step outlasting the lease (1 s) keeps its job: renewed, it runs once, on one attempt."""
+    text = lab.config.read_text(encoding="utf-8")
+    lab.config.write_text(text.replace("[limits]\n", "[limits]\nlease_s = 1\n", 1))
+    daemon = Daemon(lab, env={"SLOW_STEP_S": "3"}).start()  # two workers poll for jobs
+    try:
+        wait_for(daemon.scanned, timeout_s=90, what="the start-up scan to finish")
+        fix = lab.push_fix()
+
+        wait_for(lambda: RERUNS == lab.subjects_since(fix), timeout_s=90, what="the reruns")
+        wait_for(daemon.idle, what="the job to end")
+
+        job = daemon.jobs()[0]
+        assert ("succeeded", 1) == (job["state"], job["attempts"])
+        assert RERUNS == lab.subjects_since(fix)
+    finally:
+        daemon.stop()
