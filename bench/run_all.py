@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
     parser.add_argument("--docs", type=Path, default=DOCS, help="the page to write")
     args = parser.parse_args(argv)
-    commit = rerund_commit()
+    commit, info = rerund_commit(), machine_info()  # the state measured, before hours of work
     if commit.endswith("-dirty"):
         progress(f"note: measuring uncommitted changes ({commit})")
     page = args.docs.read_text(encoding="utf-8")
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("header", *names):
         replace_section(page, name, "")  # every marker is there before hours of work
     sections = {name: run_benchmark(name, args.quick) for name in names}
-    sections["header"] = header(commit, args.quick, machine_info())
+    sections["header"] = header(commit, args.quick, info)
     for name, content in sections.items():
         page = replace_section(page, name, content)
     args.docs.write_text(page, encoding="utf-8")
