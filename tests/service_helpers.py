@@ -93,7 +93,8 @@ def make_lab(
         git("fetch", "-q", "origin", cwd=user)
         git("branch", "-q", "--set-upstream-to", "origin/main", cwd=user)
     else:
-        git("push", "-q", str(bare), "HEAD:refs/heads/main", "git-annex", cwd=template.path)
+        annex = ["git-annex"] if template.git("branch", "--list", "git-annex") else []
+        git("push", "-q", str(bare), "HEAD:refs/heads/main", *annex, cwd=template.path)
         git("clone", "-q", str(bare), str(user), cwd=root)
     port = free_port()
     secrets = {"github": "gh-secret", "gitlab": "gl-token", "gitea": "gt-secret"}

@@ -280,3 +280,28 @@ def test_a_running_job_renews_its_lease_so_no_other_worker_takes_it(lab: Lab) ->
         assert RERUNS == lab.subjects_since(fix)
     finally:
         daemon.stop()
+
+
+def test_the_daemon_reruns_a_plain_git_dataset_without_git_annex(tmp_path: Path) -> None:
+    """A `--no-annex` dataset: the work clone never starts git-annex, the reruns land."""
+    datalad("create", "--no-annex", str(tmp_path / "plain"))
+    ds = Dataset(tmp_path / "plain")
+    ds.write("raw.txt", "3\n1\n2\n")
+    ds.save("raw data")
+    ds.run_step("sort", "raw.txt", "sorted.txt", "sort -n {inputs} > {outputs}")
+    lab = make_lab(tmp_path / "srv-root", ds)
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.scanned, what="the start-up scan to finish")
+        lab.user.write("raw.txt", "3\n1\n2\n0\n")
+        lab.user.git("commit", "-qam", "more raw data")
+        lab.user.git("push", "-q", "origin", "HEAD:main")
+        fix = lab.user.head()
+
+        wait_for(lambda: ["[DATALAD RUNCMD] sort"] == lab.subjects_since(fix), what="the rerun")
+
+        assert "0\n1\n2\n3\n" == git("show", "main:sorted.txt", cwd=lab.bare) + "\n"
+        assert "" == git("branch", "--list", "git-annex", cwd=lab.bare)
+        assert not (lab.root / "state" / "work" / "lab" / ".git" / "annex").exists()
+    finally:
+        daemon.stop()
