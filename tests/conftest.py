@@ -25,6 +25,21 @@ IDENTITY = {
 }
 
 
+# A test using one of these builds or copies a DataLad dataset, or starts the daemon:
+# seconds, not milliseconds. Marked here so new tests are marked without remembering to.
+SLOW_FIXTURES = frozenset(
+    {"dataset", "pipeline", "annexed_pipeline", "_pipeline_template", "_annex_pipeline_template"}
+    | {"lab", "annex_lab"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses a dataset or daemon fixture."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _git_identity() -> Iterator[None]:
     """Every git, git-annex and datalad process in the tests commits as one person.

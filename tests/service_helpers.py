@@ -95,7 +95,8 @@ def make_lab(
         git("fetch", "-q", "origin", cwd=user)
         git("branch", "-q", "--set-upstream-to", "origin/main", cwd=user)
     else:
-        git("push", "-q", str(bare), "HEAD:refs/heads/main", "git-annex", cwd=template.path)
+        annex = ["git-annex"] if template.git("branch", "--list", "git-annex") else []
+        git("push", "-q", str(bare), "HEAD:refs/heads/main", *annex, cwd=template.path)
         git("clone", "-q", str(bare), str(user), cwd=root)
     port = free_port()
     secrets = {"github": "gh-secret", "gitlab": "gl-token", "gitea": "gt-secret"}
@@ -119,17 +120,21 @@ def rerund_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 class Daemon:
-    """``rerund serve`` as a real process; stderr (JSON log lines) goes to a file."""
+    """``rerund serve`` as a real process; stderr (JSON log lines) goes to a file.
+
+    Each instance writes its own file (``daemon.log``, ``daemon-2.log``, ...), so a
+    restarted daemon's :meth:`events` are its own, never its predecessor's.
+    """
 
     def __init__(self, lab: Lab, env: dict[str, str] | None = None) -> None:
         self.lab = lab
         self.base = f"http://127.0.0.1:{lab.port}"
-        self.log_path = lab.root / "daemon.log"
+        self.log_path = _unused(lab.root / "daemon.log")
         self._env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("xb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "rerund", "serve", "--config", str(self.lab.config)],
                 cwd=self.lab.root,
@@ -186,3 +191,13 @@ class Daemon:
         """The start-up scan has run its job and nothing is left to do."""
         jobs = self.jobs()
         return bool(jobs) and not any(job["state"] in ("queued", "running") for job in jobs)
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``name-2.ext``, ``name-3.ext``... the first that does not exist yet."""
+    number = 1
+    candidate = path
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate

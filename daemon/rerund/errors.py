@@ -28,7 +28,7 @@ class GitError(RerundError):
     """A git or git-annex invocation failed."""
 
     def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
-        detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {returncode}"
+        detail = _reason(stderr) or f"exit {returncode}"
         super().__init__(f"`{' '.join(args[:3])}` failed: {detail}")
         self.args_run = args
         self.returncode = returncode
@@ -41,6 +41,18 @@ class GitError(RerundError):
         if any(marker in text for marker in _PERMANENT_MARKERS):
             return False  # git adds "could not read from remote" to these too
         return any(marker in text for marker in _TRANSIENT_MARKERS)
+
+
+def _reason(stderr: str) -> str:
+    """git's first ``fatal:``/``error:`` line, else its last line: the cause, not advice.
+
+    git ends many failures with advice ("... and the repository exists.") after
+    the line that names what went wrong.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith(("fatal:", "error:"))), "") or (
+        lines[-1] if lines else ""
+    )
 
 
 _PERMANENT_MARKERS = (

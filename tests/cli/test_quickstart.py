@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import git
 from service_helpers import free_port
 
@@ -26,6 +28,7 @@ def _quickstart(lab: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.slow
 def test_quickstart_script_lands_the_reruns_and_rerund_jobs_answers(tmp_path: Path) -> None:
     """docs/quickstart.sh lands the two reruns, then `rerund jobs --config` works as documented."""
     lab = tmp_path / "lab"

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from forge_signing import forge_headers
 from helpers import Dataset, git, run
-from rerund.triggers.webhooks import sign
 from service_helpers import API_TOKEN, Daemon, Lab, free_port, make_lab, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 RERUNS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
+
+pytestmark = pytest.mark.slow  # every test here starts `rerund serve`
 
 
 @pytest.fixture
@@ -121,7 +123,7 @@ def test_signed_webhook_delivery_lands_reruns(
         before = lab.tip()
         fix = lab.push_fix()
         body = BODIES[provider](fix, before)
-        signature = sign(provider, body, lab.secrets[provider])
+        signature = forge_headers(provider, body, lab.secrets[provider])
         headers = {"Content-Type": "application/json", **signature}
 
         status, answer = daemon.post(f"/hooks/{provider}/lab", body, headers)
@@ -159,8 +161,8 @@ def test_bad_deliveries_are_refused_and_change_nothing(lab: Lab) -> None:
         wait_for(daemon.scanned, what="the start-up scan to finish")
         stored = daemon.get("/healthz")["jobs"]
         body = _github_body("a" * 40, lab.tip())
-        signed = sign("github", body, lab.secrets["github"])
-        forged = sign("github", body, "not-the-secret")
+        signed = forge_headers("github", body, lab.secrets["github"])
+        forged = forge_headers("github", body, "not-the-secret")
         unsigned = {k: v for k, v in signed.items() if k.lower() != "x-hub-signature-256"}
         cases = [
             ("/hooks/github/lab", body, forged, 403),
@@ -171,8 +173,18 @@ def test_bad_deliveries_are_refused_and_change_nothing(lab: Lab) -> None:
                 {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "x"},
                 403,
             ),
-            ("/hooks/github/lab", b"{not json", sign("github", b"{not json", "gh-secret"), 400),
-            ("/hooks/github/lab", b"x" * 70000, sign("github", b"x" * 70000, "gh-secret"), 413),
+            (
+                "/hooks/github/lab",
+                b"{not json",
+                forge_headers("github", b"{not json", "gh-secret"),
+                400,
+            ),
+            (
+                "/hooks/github/lab",
+                b"x" * 70000,
+                forge_headers("github", b"x" * 70000, "gh-secret"),
+                413,
+            ),
             ("/hooks/github/elsewhere", body, signed, 404),
             ("/hooks/bitbucket/lab", body, signed, 404),
         ]
@@ -222,6 +234,9 @@ def test_push_during_a_plan_is_kept_and_the_plan_redone(lab: Lab) -> None:
         theirs = lab.user.head()
 
         wait_for(lambda: RERUNS == lab.subjects_since(theirs), timeout_s=90, what="reruns on top")
+        wait_for(daemon.idle, what="the queue to drain")
+        # The job re-planned on the moved branch; no job failed and left it to the next one.
+        assert "failed" not in {job["state"] for job in daemon.jobs()}
 
         assert "" == git("merge-base", "--is-ancestor", theirs, "main", cwd=lab.bare)
         assert ["fix raw data", "a note from a person", *RERUNS] == lab.subjects_since(f"{fix}~1")
@@ -408,10 +423,16 @@ def test_sigterm_mid_step_requeues_the_job_within_the_deadline(
     assert time.monotonic() - started < 15
     assert fix == lab.tip()
 
+    assert any(e["event"] == "job requeued" for e in daemon.events())
     restarted = Daemon(lab).start()
     try:
         wait_for(lambda: _landed(lab, fix), timeout_s=90, what="the requeued job to finish")
-        assert any(e["event"] == "job requeued" for e in restarted.events())
+        finished = wait_for(
+            lambda: [e for e in restarted.events() if e["event"] == "job finished"],
+            what="the restarted daemon to log the job's end",
+        )
+        assert ["succeeded"] == [e["outcome"] for e in finished]
+        assert not any(e["event"] == "job requeued" for e in restarted.events())
     finally:
         restarted.stop()
 

@@ -215,10 +215,7 @@ def _get_content(confine: Confinement, paths: list[str], step: Step) -> None:
         for dataset, group in by_dataset(confine.root, absent).items():
             runner = GitRepo(dataset)
             runner.annex("get", "--quiet", "--", *group)
-            if any(not Path(path).is_symlink() for path in group):
-                # Unlocked files whose content was already here keep their pointer text
-                # after `get` (rerund checks out without git-annex's filter): fill them in.
-                runner.annex("smudge", "--update")
+            _fill_pointers(runner, confine, [Path(path) for path in group])
     except GitError as exc:
         raise InputError(
             f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
@@ -236,14 +233,39 @@ def _get_implicit(confine: Confinement, paths: list[Path]) -> list[str]:
         return []
     runner = GitRepo(confine.root)
     runner.annex("get", "--quiet", "--", *map(str, wanted), check=False)
-    if any(not path.is_symlink() for path in wanted):
-        runner.annex("smudge", "--update", check=False)  # see _get_content
+    _fill_pointers(runner, confine, wanted)
     return [
         f"could not get the content of {_relative(path, confine.root)}, which the command"
         " names; it ran without it"
         for path in wanted
         if _lacks_content(confine, path)
     ]
+
+
+def _fill_pointers(runner: GitRepo, confine: Confinement, paths: list[Path]) -> None:
+    """Write the content into unlocked files that still hold pointer text after ``get``.
+
+    rerund checks out without git-annex's filter, so an unlocked file arrives as
+    its pointer. git-annex fills such files in only for index entries it has not
+    seen yet: a file unlocked, locked and unlocked again, whose content is here,
+    keeps its pointer through ``get`` and ``smudge --update`` alike. The index is
+    then refreshed (with the filter) so the filled file does not count as changed.
+    """
+    files = [file for path in paths for file in (_files_under(path) if path.is_dir() else [path])]
+    pointers = [file for file in files if not file.is_symlink() and confine.is_annexed(file)]
+    for file in pointers:
+        key = file.read_bytes().decode("utf-8", "replace").strip().rsplit("/", 1)[-1]
+        if not key or key.startswith("-"):  # not a key, and never an option
+            continue
+        location = runner.annex("contentlocation", key, check=False).decode().strip()
+        if location:  # else the content is still missing, and the step will say so
+            shutil.copyfile(runner.path / location, file)
+            # Older than the index about to be written, or git deems the entry racily
+            # clean and a filter-less `git status` re-hashes it as changed.
+            stamp = file.stat().st_mtime - 2
+            os.utime(file, (stamp, stamp))
+    if pointers:
+        runner.run("update-index", "-q", "--refresh", "--", *map(str, pointers), check=False)
 
 
 def _relative(path: Path, root: Path) -> str:
