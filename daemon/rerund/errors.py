@@ -84,10 +84,19 @@ class InputError(RerundError):
 class StepFailedError(RerundError):
     """A rerun command exited with an unexpected code or ran out of time."""
 
-    def __init__(self, commit: str, message: str, log_path: str | None = None) -> None:
+    def __init__(
+        self,
+        commit: str,
+        message: str,
+        log_path: str | None = None,
+        *,
+        exit_code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.commit = commit
         self.log_path = log_path
+        self.exit_code = exit_code
+        """The command's own exit status, when it ran to its end."""
 
 
 class ConfigError(RerundError):

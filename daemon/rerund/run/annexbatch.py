@@ -19,6 +19,10 @@ from typing import IO
 from rerund.core.gitrepo import GitRepo
 from rerund.errors import GitError
 
+ANNEX_DOTFILES = ("-c", "annex.dotfiles=true")
+"""DataLad adds with this: files under dot-directories (``.datalad/runinfo``) follow
+``annex.largefiles`` like any other instead of always going to git."""
+
 
 class BatchAdd:
     def __init__(self, repo: GitRepo) -> None:
@@ -29,7 +33,7 @@ class BatchAdd:
         """Annex (or, for small files under ``annex.largefiles``, leave for git) each path."""
         single = [path for path in paths if "\n" in path]  # cannot travel on a batch line
         if single:
-            self._repo.annex("add", "--quiet", "--", *single)
+            self._repo.annex("add", "--quiet", *ANNEX_DOTFILES, "--", *single)
         for path in paths:
             if "\n" not in path:
                 self._add_one(path)
@@ -49,7 +53,7 @@ class BatchAdd:
     def _started(self) -> tuple[subprocess.Popen[str], IO[str], IO[str]]:
         if self._process is None:
             self._process = subprocess.Popen(
-                ["git", "annex", "add", "--batch", "--json"],
+                ["git", "annex", "add", *ANNEX_DOTFILES, "--batch", "--json"],
                 cwd=self._repo.path,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
