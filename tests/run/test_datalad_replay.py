@@ -132,6 +132,7 @@ def test_datalad_and_rerund_agree(scenario: Scenario, _created: _Created, tmp_pa
 
     theirs, ours = (asdict(outcomes[tool]) for tool in ("datalad", "rerund"))
     said = f"datalad said:\n{theirs.pop('output')}\nrerund said:\n{ours.pop('output')}"
+    assert scenario.exit == theirs["exit"], said
     if scenario.ignore_tree:
         theirs.pop("tree")
         ours.pop("tree")
