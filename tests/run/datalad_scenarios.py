@@ -216,6 +216,35 @@ EOF
         exit=1,
     ),
     Scenario(
+        "foreign-records-only-since",
+        "test_rerun_range_with_foreign_run_commit",
+        """
+git commit -q --allow-empty -F - <<'EOF'
+[DATALAD RUNCMD] theirs
+
+=== Do not change lines below ===
+{"chain": [], "cmd": "echo no > foreign", "dsid": "another-dataset", "exit": 0,
+ "extra_inputs": [], "inputs": [], "outputs": [], "pwd": "."}
+^^^ Do not change lines above ^^^
+EOF
+""",
+        SINCE_ALL,
+        SINCE_ALL,
+        exit=1,
+    ),
+    Scenario(
+        "records-only-in-subdataset",
+        "test_rerun (records in a subdataset, --since= in the superdataset)",
+        """
+datalad create -d . sub
+(cd sub && datalad run 'echo x >> in-sub')
+datalad save -m 'sub moved'
+""",
+        SINCE_ALL,
+        SINCE_ALL,
+        exit=1,
+    ),
+    Scenario(
         "unavailable-input-fails-first",
         "test_rerun_unavailable_input",
         """
