@@ -52,6 +52,18 @@ git checkout -q $B
 git merge -q -m 'Merge side' side
 """
 
+# A record made by another dataset (a superdataset's record copied into a subdataset).
+_FOREIGN = """
+git commit -q --allow-empty -F - <<'EOF'
+[DATALAD RUNCMD] theirs
+
+=== Do not change lines below ===
+{"chain": [], "cmd": "echo no > foreign", "dsid": "another-dataset", "exit": 0,
+ "extra_inputs": [], "inputs": [], "outputs": [], "pwd": "."}
+^^^ Do not change lines above ^^^
+EOF
+"""
+
 _ORPHAN_SQUASHED = """
 git checkout -q --orphan side
 datalad save -m squashed
@@ -184,16 +196,8 @@ echo 2 > code && echo more >> data && datalad save -m 'code 2'
     Scenario(
         "foreign-record-skipped-in-range",
         "test_rerun_range_with_foreign_run_commit",
-        """
-git commit -q --allow-empty -F - <<'EOF'
-[DATALAD RUNCMD] theirs
-
-=== Do not change lines below ===
-{"chain": [], "cmd": "echo no > foreign", "dsid": "another-dataset", "exit": 0,
- "extra_inputs": [], "inputs": [], "outputs": [], "pwd": "."}
-^^^ Do not change lines above ^^^
-EOF
-datalad run 'echo x >> ours'
+        _FOREIGN
+        + """datalad run 'echo x >> ours'
 """,
         SINCE_ALL,
         SINCE_ALL,
@@ -201,16 +205,7 @@ datalad run 'echo x >> ours'
     Scenario(
         "foreign-record-alone-fails",
         "test_rerun_range_with_foreign_run_commit",
-        """
-git commit -q --allow-empty -F - <<'EOF'
-[DATALAD RUNCMD] theirs
-
-=== Do not change lines below ===
-{"chain": [], "cmd": "echo no > foreign", "dsid": "another-dataset", "exit": 0,
- "extra_inputs": [], "inputs": [], "outputs": [], "pwd": "."}
-^^^ Do not change lines above ^^^
-EOF
-""",
+        _FOREIGN,
         (),
         ("HEAD",),
         exit=1,
@@ -218,16 +213,7 @@ EOF
     Scenario(
         "foreign-records-only-since",
         "test_rerun_range_with_foreign_run_commit",
-        """
-git commit -q --allow-empty -F - <<'EOF'
-[DATALAD RUNCMD] theirs
-
-=== Do not change lines below ===
-{"chain": [], "cmd": "echo no > foreign", "dsid": "another-dataset", "exit": 0,
- "extra_inputs": [], "inputs": [], "outputs": [], "pwd": "."}
-^^^ Do not change lines above ^^^
-EOF
-""",
+        _FOREIGN,
         SINCE_ALL,
         SINCE_ALL,
         exit=1,
@@ -320,6 +306,18 @@ datalad run 'echo {pwd} >> where'
 """,
         ("--since=", "--script", "-"),
         ("--since=", "--script", "-"),
+    ),
+    Scenario(
+        "script-past-a-foreign-record",
+        "test_rerun_script, test_rerun_range_with_foreign_run_commit",
+        "datalad run 'echo a >> a'\n" + _FOREIGN + "datalad run 'echo b >> b'\n",
+        ("--since=", "--script", "-"),
+        ("--since=", "--script", "-"),
+        text2git=True,
+        difference=(
+            "DataLad's script stops at the first record of another dataset (leaving out every"
+            " later step); rerund's script has every step a rerun would run"
+        ),
     ),
     Scenario(
         "dropped-output-regenerated",
