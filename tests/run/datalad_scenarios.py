@@ -417,6 +417,21 @@ datalad run 'echo x >> side'
         text2git=True,
     ),
     Scenario(
+        "sidecar-identical-rerun",
+        "test_sidecar, test_placeholders (identical rerun)",
+        """
+git config datalad.run.record-sidecar true
+datalad run 'echo static > s'
+""",
+        (),
+        ("HEAD",),
+        text2git=True,
+        difference=(
+            "an identical rerun makes no commit in rerund; DataLad commits the new sidecar file"
+            " alone"
+        ),
+    ),
+    Scenario(
         "extra-record-field",
         "test_inject",
         """
