@@ -287,6 +287,26 @@ mkdir -p subdir && touch subdir/.keep && datalad save -m subdir
         text2git=True,
     ),
     Scenario(
+        "rerun-called-from-subdirectory",
+        "test_rerun_subdir",
+        """
+mkdir -p subdir && touch subdir/.keep && datalad save -m subdir
+(cd subdir && datalad run 'echo {pwd} {dspath} >> where')
+""",
+        (),
+        ("HEAD",),
+        text2git=True,
+        cwd="subdir",
+    ),
+    Scenario(
+        "tmpdir-placeholder",
+        "test_placeholders",
+        "datalad run 'test -d {tmpdir} && echo ok >> tmp-ok'",
+        (),
+        ("HEAD",),
+        text2git=True,
+    ),
+    Scenario(
         "script-of-last-record",
         "test_rerun_script",
         """
