@@ -97,6 +97,7 @@ def _replay(tool: str, ds: Path, scenario: Scenario) -> Outcome:
         script = "".join(
             re.sub(r"^#   (datalad|rerund) rerun ", "#   TOOL rerun ", line) for line in lines
         )
+    _refresh(ds)
     return Outcome(
         exit=done.returncode,
         head=_git(ds, "rev-parse", "HEAD"),
@@ -110,13 +111,22 @@ def _replay(tool: str, ds: Path, scenario: Scenario) -> Outcome:
     )
 
 
+def _refresh(ds: Path) -> None:
+    """Bring the index's file stats up to date without git-annex's filter.
+
+    Where stats look stale (a copy's new inodes, or a file written in the same
+    second as the index) git cleans the file again, and git-annex's filter would
+    then annex a small file a command had ``git add``ed to git: it would look
+    modified. Content that really differs still shows.
+    """
+    _git(ds, *WITHOUT_ANNEX_FILTER, "update-index", "-q", "--refresh")
+
+
 def _side_by_side(built: Path, work: Path, scenario: Scenario) -> dict[str, Outcome]:
     outcomes: dict[str, Outcome] = {}
     for tool in ("datalad", "rerund"):
         shutil.copytree(built, work, symlinks=True)
-        # A copy has new inodes, so git would clean every file again; a file a command
-        # `git add`ed to git would then look annexed (modified). Refresh the index first.
-        _git(work, *WITHOUT_ANNEX_FILTER, "update-index", "-q", "--refresh")
+        _refresh(work)
         assert "" == _git(work, "status", "--porcelain"), "the copy is not clean"
         outcomes[tool] = _replay(tool, work, scenario)
         work.rename(work.with_name(f"after-{tool}"))  # annex objects are read-only: no rmtree
