@@ -452,6 +452,43 @@ datalad run 'echo static > s'
         ),
     ),
     Scenario(
+        "sidecar-record-rerun-inline",
+        "test_sidecar",
+        "datalad -c datalad.run.record-sidecar=true run 'echo x >> side'",
+        (),
+        ("HEAD",),
+    ),
+    Scenario(
+        "output-directory",
+        "test_run_inputs_outputs",
+        "datalad run -o outdir 'mkdir -p outdir && echo x >> outdir/a && echo y >> outdir/b'",
+        (),
+        ("HEAD",),
+    ),
+    Scenario(
+        "unicode-command-and-message",
+        "test_py2_unicode_command",
+        "datalad run -m 'grüße, 你好' 'echo ü >> ü.txt'",
+        (),
+        ("HEAD",),
+    ),
+    Scenario(
+        "message-with-body",
+        "test_rerun_script (message lines)",
+        """datalad run -m "$(printf 'subject line\n\nbody: why it runs')" 'echo x >> m'""",
+        (),
+        ("HEAD",),
+        text2git=True,
+    ),
+    Scenario(
+        "message-with-body-script",
+        "test_rerun_script (message lines)",
+        """datalad run -m "$(printf 'subject line\n\nbody: why it runs')" 'echo x >> m'""",
+        ("--script", "-"),
+        ("--script", "-", "HEAD"),
+        text2git=True,
+    ),
+    Scenario(
         "extra-record-field",
         "test_inject",
         """
