@@ -194,6 +194,23 @@ echo 2 > code && echo more >> data && datalad save -m 'code 2'
         exit=2,
     ),
     Scenario(
+        "range-stops-at-a-failure",
+        "test_rerun_on_cmd_failure",
+        """
+git tag base
+echo 0 > code && datalad save -m code
+datalad run 'echo a >> a'
+datalad run 'echo b >> b; exit $(cat code)'
+datalad run 'echo c >> c'
+echo 4 > code && datalad save -m 'code 4'
+""",
+        ("--since=base",),
+        ("--since=base",),
+        text2git=True,
+        exit=4,
+        ignore_tree="a failed step's tree: DataLad leaves outputs staged, rerund its own way",
+    ),
+    Scenario(
         "foreign-record-skipped-in-range",
         "test_rerun_range_with_foreign_run_commit",
         _FOREIGN
@@ -487,6 +504,21 @@ datalad run 'echo static > s'
         ("--script", "-"),
         ("--script", "-", "HEAD"),
         text2git=True,
+    ),
+    Scenario(
+        "plain-output-a-script-appends-to",
+        "test_rerun (automatic outputs)",
+        """
+mkdir code && echo 'echo x >> log.txt' > code/step.sh && datalad save -m code
+datalad run 'sh code/step.sh'
+""",
+        (),
+        ("HEAD",),
+        text2git=True,
+        difference=(
+            "rerund removes plain-git outputs the command does not name before it runs (SPEC"
+            " §3), DataLad leaves them, so an appending script sees its old output"
+        ),
     ),
     Scenario(
         "extra-record-field",
