@@ -1,7 +1,9 @@
 """The ``rerund`` command line: a thin layer over the core.
 
 Exit codes: 0 success, 1 a step failed or rerund refused (one clear line on
-stderr), 2 a usage error, 3 the daemon could not start.
+stderr), 2 a usage error, 3 the daemon could not start. A step whose command
+exited with an unexpected status makes ``rerund rerun`` exit with that status,
+as ``datalad rerun`` does.
 """
 
 from __future__ import annotations
