@@ -521,6 +521,34 @@ datalad run 'sh code/step.sh'
         ),
     ),
     Scenario(
+        "binary-output-annexed-in-text2git",
+        "test_run_inputs_outputs (annex.largefiles)",
+        "datalad run -o bin.dat \"printf '\\\\000\\\\001' >> bin.dat\"",
+        (),
+        ("HEAD",),
+        text2git=True,
+    ),
+    Scenario(
+        "unlocked-annexed-output",
+        "test_run_inputs_outputs (annex.addunlocked)",
+        """
+git config annex.addunlocked true
+datalad run -o out 'echo x >> out'
+""",
+        (),
+        ("HEAD",),
+    ),
+    Scenario(
+        "output-unlocked-by-hand",
+        "test_run_inputs_outputs (git annex unlock)",
+        """
+datalad run -o out 'echo x >> out'
+git annex unlock out && git commit -q -m 'unlock out'
+""",
+        ("HEAD~1",),
+        ("HEAD~1",),
+    ),
+    Scenario(
         "extra-record-field",
         "test_inject",
         """

@@ -29,16 +29,17 @@ class BatchAdd:
         self._repo = repo
         self._process: subprocess.Popen[str] | None = None
 
-    def add(self, paths: list[str]) -> None:
-        """Annex (or, for small files under ``annex.largefiles``, leave for git) each path."""
+    def add(self, paths: list[str]) -> dict[str, str | None]:
+        """Annex (or, for small files under ``annex.largefiles``, leave for git) each path.
+
+        Returns each path's annex key, ``None`` for a file left for git (or not known).
+        """
         single = [path for path in paths if "\n" in path]  # cannot travel on a batch line
         if single:
             self._repo.annex("add", "--quiet", *ANNEX_DOTFILES, "--", *single)
-        for path in paths:
-            if "\n" not in path:
-                self._add_one(path)
+        return {path: self._add_one(path) for path in paths if "\n" not in path}
 
-    def _add_one(self, path: str) -> None:
+    def _add_one(self, path: str) -> str | None:
         process, stdin, stdout = self._started()
         stdin.write(path + "\n")
         stdin.flush()
@@ -49,6 +50,8 @@ class BatchAdd:
         if not answer.get("success", False):
             problem = "; ".join(answer.get("error-messages") or []) or f"could not add {path}"
             raise GitError(["git", "annex", "add", "--batch"], 1, problem)
+        key = answer.get("key")
+        return str(key) if key else None
 
     def _started(self) -> tuple[subprocess.Popen[str], IO[str], IO[str]]:
         if self._process is None:

@@ -239,13 +239,16 @@ def _clear_outputs(
     named = set(named_paths(command, rel_exec))
     annexed: list[str] = []
     unlocked: list[tuple[str, str]] = []
+    already_unlocked = _unlocked_in_index(repo, candidates)
     for path in dict.fromkeys(candidates):
         if path in (".", "") or path.startswith(".git/") or path.startswith(".datalad/"):
             continue
         target = root / path
         if not target.is_symlink() and not target.is_file():
             continue
-        if _is_annexed(target):
+        if path in already_unlocked:  # annexed, unlocked, content here: as it is
+            annexed.append(path)
+        elif _is_annexed(target):
             annexed.append(path)
             if target.exists():  # content present: unlock so the command writes a copy
                 if target.is_symlink():
@@ -257,6 +260,29 @@ def _clear_outputs(
             target.unlink()
     _stage_unlocked(repo, unlocked)
     return annexed
+
+
+def _unlocked_in_index(repo: GitRepo, paths: list[str]) -> set[str]:
+    """Those of ``paths`` that are unlocked annexed files holding their content.
+
+    The work tree shows their content, so only the index (a pointer to a key)
+    tells them from files kept in git.
+    """
+    root = repo.path
+    files = [
+        path
+        for path in dict.fromkeys(paths)
+        if "\n" not in path
+        and (root / path).is_file()
+        and not (root / path).is_symlink()
+        and not _is_annexed(root / path)
+    ]
+    found = repo.read_objects(f":{path}" for path in files)
+    return {
+        path
+        for path in files
+        if (info := found.get(f":{path}")) is not None and info.data.startswith(b"/annex/objects/")
+    }
 
 
 def _stage_unlocked(repo: GitRepo, unlocked: list[tuple[str, str]]) -> None:
@@ -421,8 +447,12 @@ def _stage(repo: GitRepo, relock: list[str], context: StepContext) -> bool:
     if not config.is_annex:
         to_annex = []
     elif to_annex and context.annex_add is not None:
-        context.annex_add.add(to_annex)  # ingested now; staged below with the rest
-        to_annex = []
+        keys = context.annex_add.add(to_annex)  # ingested now; staged below with the rest
+        # Annexed but unlocked (annex.addunlocked): staged as their pointers, not content.
+        root = repo.path
+        pointers = [(p, k) for p, k in keys.items() if k and not (root / p).is_symlink()]
+        _stage_unlocked(repo, pointers)
+        to_annex = [path for path, _ in pointers]
     elif to_annex:
         repo.annex("add", "--quiet", *ANNEX_DOTFILES, "--", *to_annex)
     plain = sorted(changed.all - set(to_annex))
