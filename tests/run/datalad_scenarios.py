@@ -27,12 +27,20 @@ class Scenario:
     datalad: tuple[str, ...]
     rerund: tuple[str, ...]
     text2git: bool = False
+    annex: bool = True
+    """False: a plain git dataset (``datalad create --no-annex``)."""
     exit: int = 0
     """DataLad's exit status: both tools failing alike for another reason proves nothing."""
     cwd: str = "."
     difference: str | None = None
     ignore_tree: str | None = None
-    """Why the work tree is not compared (a failed step: rerund restores it)."""
+    """Why the work tree is not compared (a failed step)."""
+
+    @property
+    def kind(self) -> str:
+        if not self.annex:
+            return "no-annex"
+        return "text2git" if self.text2git else "annexed"
 
 
 # Reusable build pieces.
@@ -291,6 +299,34 @@ git rm -q input && datalad save -m 'no input'
         ("HEAD~1",),
         ("HEAD~1",),
         exit=1,
+    ),
+    Scenario(
+        "implicit-input-removed",
+        "test_rerun_outofdate_tree",
+        """
+printf 'abc\\ndef' > foo && datalad save --to-git -m foo
+datalad run 'grep def foo > out'
+datalad remove -q foo 2>/dev/null || (git rm -q foo && datalad save -m 'no foo')
+""",
+        ("HEAD~1",),
+        ("HEAD~1",),
+        exit=2,
+        ignore_tree="a failed step's tree: DataLad leaves outputs staged, rerund its own way",
+    ),
+    Scenario(
+        "ambiguous-revision-and-file",
+        "test_rerun_ambiguous_revision_file",
+        "datalad run 'echo ambig > ambig' && git tag ambig",
+        ("--since=", "ambig"),
+        ("ambig",),
+    ),
+    Scenario(
+        "plain-git-dataset",
+        "test_run_inputs_no_annex_repo",
+        "echo a > a && datalad save -m a && datalad run -i '*' 'cd .> dummy; echo x >> log'",
+        (),
+        ("HEAD",),
+        annex=False,
     ),
     Scenario(
         "record-from-subdirectory",

@@ -43,17 +43,20 @@ class Outcome:
     """What the tool said: shown when the outcomes differ, never compared."""
 
 
-class _Created(dict[bool, Path]):
-    """One ``datalad create`` of each kind (text2git or not), made when first asked for."""
+_CREATE_OPTIONS = {"annexed": (), "text2git": ("-c", "text2git"), "no-annex": ("--no-annex",)}
+
+
+class _Created(dict[str, Path]):
+    """One ``datalad create`` of each kind, made when first asked for."""
 
     def __init__(self, base: Path) -> None:
         super().__init__()
         self.base = base
 
-    def __missing__(self, text2git: bool) -> Path:
-        path = self.base / ("text2git" if text2git else "annexed")
-        datalad("create", *(["-c", "text2git"] if text2git else []), str(path))
-        self[text2git] = path
+    def __missing__(self, kind: str) -> Path:
+        path = self.base / kind
+        datalad("create", *_CREATE_OPTIONS[kind], str(path))
+        self[kind] = path
         return path
 
 
@@ -137,7 +140,7 @@ def _side_by_side(built: Path, work: Path, scenario: Scenario) -> dict[str, Outc
 def test_datalad_and_rerund_agree(scenario: Scenario, _created: _Created, tmp_path: Path) -> None:
     """Both tools, run on identical copies, end in the identical state (or the documented one)."""
     built = tmp_path / "built"
-    shutil.copytree(_created[scenario.text2git], built, symlinks=True)
+    shutil.copytree(_created[scenario.kind], built, symlinks=True)
     _build(built, scenario.build)
 
     outcomes = _side_by_side(built, tmp_path / "ds", scenario)
