@@ -348,3 +348,31 @@ def test_5_sidecar_goes_where_annex_largefiles_sends_it(dataset: Dataset) -> Non
 
     added = dataset.git("show", "--format=", "--raw", "HEAD", "--", ".datalad/runinfo/")
     assert added.split()[1] == "120000"
+
+
+_NO_ANNEX_FILTER = (
+    "-c",
+    "filter.annex.process=",
+    "-c",
+    "filter.annex.smudge=",
+    "-c",
+    "core.hooksPath=/dev/null",
+)
+
+
+def test_24_unlocked_output_holding_its_pointer_gets_its_content(tmp_path: Path) -> None:
+    """An unlocked annexed output checked out as pointer text (as in rerund's clones) is
+    filled in before the command appends to it, and stays annexed and unlocked."""
+    datalad("create", str(tmp_path / "ds"))
+    ds = Dataset(tmp_path / "ds")
+    ds.git("config", "annex.addunlocked", "true")
+    original = _datalad_run(ds, "-o", "out", "echo x >> out")
+    (ds.path / "out").unlink()
+    ds.git(*_NO_ANNEX_FILTER, "checkout", "--", "out")
+    assert ds.read("out").startswith("/annex/objects/")
+
+    rerund("rerun", original, cwd=ds.path)
+
+    assert "x\nx\n" == ds.read("out")
+    assert ds.git("cat-file", "-p", "HEAD:out").startswith("/annex/objects/")
+    assert "" == ds.status()

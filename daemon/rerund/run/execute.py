@@ -239,6 +239,7 @@ def _clear_outputs(
     named = set(named_paths(command, rel_exec))
     annexed: list[str] = []
     unlocked: list[tuple[str, str]] = []
+    _fill_in_pointers(repo, candidates)
     already_unlocked = _unlocked_in_index(repo, candidates)
     for path in dict.fromkeys(candidates):
         if path in (".", "") or path.startswith(".git/") or path.startswith(".datalad/"):
@@ -250,16 +251,30 @@ def _clear_outputs(
             annexed.append(path)
         elif _is_annexed(target):
             annexed.append(path)
-            if target.exists():  # content present: unlock so the command writes a copy
-                if target.is_symlink():
-                    unlocked.append((path, target.readlink().name))
+            if target.is_symlink() and target.exists():  # content here: the command gets a copy
+                unlocked.append((path, target.readlink().name))
                 _unlock(target)
-            else:
+            else:  # no content here (a pointer file left so: its content is nowhere here)
                 target.unlink()
         elif path not in keep and path not in named and not _covered(path, read_specs):
             target.unlink()
     _stage_unlocked(repo, unlocked)
     return annexed
+
+
+def _fill_in_pointers(repo: GitRepo, paths: list[str]) -> None:
+    """Unlocked outputs still holding pointer text get their content, where it is here.
+
+    rerund's own clones check out without git-annex's filter, so an unlocked
+    annexed file holds its pointer; a command reading or appending to it must
+    see the content, as it would in a DataLad dataset.
+    """
+    root = repo.path
+    if any(
+        (root / path).is_file() and not (root / path).is_symlink() and _is_annexed(root / path)
+        for path in dict.fromkeys(paths)
+    ):
+        repo.annex("smudge", "--update")
 
 
 def _unlocked_in_index(repo: GitRepo, paths: list[str]) -> set[str]:
