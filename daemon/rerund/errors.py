@@ -101,13 +101,14 @@ class StepFailedError(RerundError):
         commit: str,
         message: str,
         log_path: str | None = None,
+        *,
         exit_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.commit = commit
         self.log_path = log_path
         self.exit_code = exit_code
-        """The command's exit status; ``None`` when it was stopped (timeout, shutdown)."""
+        """The command's own exit status when it ran to its end; ``None`` when it was stopped."""
 
 
 class ConfigError(RerundError):

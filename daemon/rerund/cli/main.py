@@ -1,7 +1,9 @@
 """The ``rerund`` command line: a thin layer over the core.
 
 Exit codes: 0 success, 1 a step failed or rerund refused (one clear line on
-stderr), 2 a usage error, 3 the daemon could not start.
+stderr), 2 a usage error, 3 the daemon could not start. A step whose command
+exited with an unexpected status makes ``rerund rerun`` exit with that status,
+as ``datalad rerun`` does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from rerund.core.gitrepo import GitRepo
 from rerund.core.history import dataset_id, read_run_records
 from rerund.core.placeholders import command_text
 from rerund.core.plan import Plan, PlanOptions, plan_tip, since_plan
-from rerund.errors import ConfigError, RerundError, RevisionError
+from rerund.errors import ConfigError, RerundError, RevisionError, StepFailedError
 
 # The daemon's commands import their modules when run: aiohttp, structlog, watchdog,
 # urllib and tomllib would cost every `rerund plan` about a quarter second.
@@ -156,6 +158,11 @@ def _rerun_command(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run or not plan.steps:
         _print_plan(plan, "would rerun" if plan.steps else "stale")
+        if not plan.steps and args.since is not None and not args.dry_run:
+            # Only other datasets' records in range: DataLad calls that a failure.
+            raise RevisionError(
+                "no run commit in the given revision range could be re-executed in this dataset"
+            )
         return 0
     for item in plan.undecided:
         print(f"rerund: note: {item.commit[:8]} not run, {item.describe()}", file=sys.stderr)
@@ -198,7 +205,7 @@ def _rerun_outcome(report: ReplayReport, progress: Progress, signal_name: str | 
     print(progress.summary(report), file=sys.stderr)
     if report.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if report.failure is not None else 0
+    return _failure_status(report.failure) if report.failure is not None else 0
 
 
 def _verify_command(args: argparse.Namespace) -> int:
@@ -212,6 +219,14 @@ def _verify_command(args: argparse.Namespace) -> int:
     elif args.since is not None:
         plan, dsid = _make_plan(repo, DatasetConfig.read(repo), args)
     return verify_cli.run(repo, plan, dsid, args)
+
+
+def _failure_status(failure: RerundError) -> int:
+    """A command that failed passes its own exit status through, as ``datalad rerun`` does."""
+    code = failure.exit_code if isinstance(failure, StepFailedError) else None
+    if not code:
+        return EXIT_FAILED
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's convention
 
 
 def _serve_command(args: argparse.Namespace) -> int:
@@ -284,9 +299,22 @@ def _make_plan(
                 raise RevisionError(f"--since {args.since!r} names no commit")
             revisions = [f"{since}..{head}"]
         dsid = dataset_id(repo, head)
-        return since_plan(head, read_run_records(repo, revisions), dsid), dsid
+        records = read_run_records(repo, revisions)
+        if not any(1 <= len(found.parents) <= 2 for found in records):  # root, octopus: ignored
+            # DataLad's words and exit status (1) for an empty selection
+            raise RevisionError(f"No run commits found in range {_datalad_range(repo, args.since)}")
+        return since_plan(head, records, dsid), dsid
     branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip()
     return plan_tip(repo, branch or "HEAD", head, _plan_options(config, args))
+
+
+def _datalad_range(repo: GitRepo, since: str) -> str:
+    """The range as ``datalad rerun --since`` names it in its message."""
+    branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip()
+    revision = branch or "HEAD"
+    if not repo.resolve(f"{revision}^") or not since.strip():
+        return revision
+    return f"{since}..{revision}"
 
 
 def _named_plan(repo: GitRepo, commits: Sequence[str]) -> tuple[Plan, str | None]:

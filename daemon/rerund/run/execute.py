@@ -31,10 +31,11 @@ from rerund.errors import (
     StepCancelledError,
     StepFailedError,
 )
-from rerund.run.annexbatch import BatchAdd
+from rerund.run.annexbatch import ANNEX_DOTFILES, BatchAdd
 from rerund.run.confine import Confinement
 from rerund.run.install import install_for
 from rerund.run.process import start_group, stop_group
+from rerund.run.runmerge import REMAINING_MESSAGE, check_commits, current_branch, merge_record
 from rerund.run.subdatasets import by_dataset, changed_inside, commit_subdatasets
 
 Outcome = Literal["committed", "identical"]
@@ -96,6 +97,7 @@ def execute_step(
     options.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = options.log_dir / f"{step.commit[:12]}.log"
     prepared = _prepare(repo, step, context.config)
+    branch = current_branch(repo)
     exit_code = _run_command(prepared, step, log_path, options)
     if exit_code not in (0, step.record.exit):
         raise StepFailedError(
@@ -103,17 +105,16 @@ def execute_step(
             f"step {step.commit[:8]} exited with {exit_code} (recorded: {step.record.exit});"
             f" its changes were not committed, see {log_path}",
             str(log_path),
-            exit_code,
+            exit_code=exit_code,
         )
-    if repo.text("rev-parse", "HEAD") != head:
-        raise StepFailedError(
-            step.commit,
-            f"step {step.commit[:8]} made commits of its own; rerund does not rerun such"
-            " commands (DataLad records them as run-merges)",
-            str(log_path),
-        )
+    merge_onto = None
+    if repo.text("rev-parse", "HEAD") != head:  # the command committed: a run-merge
+        check_commits(repo, step.commit, head, branch, str(log_path))
+        merge_onto = head
     new_record = step.record.rerun_of(step.commit, dsid=context.dsid, exit_code=exit_code)
-    new_commit = _save(repo, step.summary, new_record, prepared.relock, context)
+    new_commit = _save(
+        repo, step.summary, new_record, prepared.relock, context, merge_onto=merge_onto
+    )
     return StepResult(
         step=step,
         outcome="committed" if new_commit else "identical",
@@ -331,23 +332,71 @@ def _clear_outputs(
     read_specs = [spec_matcher(spec, record.pwd) for spec in [*record.inputs, *record.extra_inputs]]
     named = set(named_paths(command, rel_exec))
     annexed: list[str] = []
-    for path in dict.fromkeys(candidates):
-        if path in (".", "") or path.startswith(".git/") or path.startswith(".datalad/"):
-            continue
-        target = confine.check(path, "an output", leaf=False)  # exactly what is touched
+    unlocked: list[tuple[str, str]] = []
+    targets = {
+        path: confine.check(path, "an output", leaf=False)  # exactly what is touched
+        for path in dict.fromkeys(candidates)
+        if path not in (".", "") and not path.startswith((".git/", ".datalad/"))
+    }
+    # Unlocked outputs holding pointer text get their content first: a command that
+    # reads or appends to one must see what it would see in a DataLad dataset.
+    _fill_pointers(repo, confine, list(targets.values()))
+    already_unlocked = _unlocked_in_index(repo, confine, list(targets))
+    for path, target in targets.items():
         if not target.is_symlink() and not target.is_file():
             continue
-        if confine.is_annexed(target):
+        if path in already_unlocked:  # annexed, unlocked, content here: as it is
             annexed.append(path)
-            if target.is_symlink():  # an unlocked pointer file stays, to be overwritten
-                content = confine.annex_object(target)
-                if content is not None and content.exists():
-                    _unlock(target, content)  # content present: the command writes a copy
-                else:
-                    target.unlink()
+        elif confine.is_annexed(target):
+            annexed.append(path)
+            content = confine.annex_object(target) if target.is_symlink() else None
+            if content is not None and content.exists():  # the command gets a copy
+                unlocked.append((path, content.name))
+                _unlock(target, content)
+            else:  # no content here (a pointer file left so: its content is nowhere here)
+                target.unlink()
         elif path not in keep and path not in named and not _covered(path, read_specs):
             target.unlink()
+    _stage_unlocked(repo, unlocked)
     return annexed
+
+
+def _unlocked_in_index(repo: GitRepo, confine: Confinement, paths: list[str]) -> set[str]:
+    """Those of ``paths`` that are unlocked annexed files holding their content.
+
+    The work tree shows their content, so only the index (a pointer to a key)
+    tells them from files kept in git.
+    """
+    root = repo.path
+    files = [
+        path
+        for path in dict.fromkeys(paths)
+        if "\n" not in path
+        and (root / path).is_file()
+        and not (root / path).is_symlink()
+        and not confine.is_annexed(root / path)
+    ]
+    found = repo.read_objects(f":{path}" for path in files)
+    return {
+        path
+        for path in files
+        if (info := found.get(f":{path}")) is not None and info.data.startswith(b"/annex/objects/")
+    }
+
+
+def _stage_unlocked(repo: GitRepo, unlocked: list[tuple[str, str]]) -> None:
+    """Stage unlocked files as ``git annex unlock`` does: as pointers to their keys.
+
+    A command that commits by itself then commits what it would under DataLad.
+    """
+    if not unlocked:
+        return
+    entries = []
+    for path, key in unlocked:
+        pointer = f"/annex/objects/{key}\n".encode()
+        blob = repo.run("hash-object", "-w", "--stdin", stdin=pointer).decode().strip()
+        entries.append(f"100644 {blob}\t{path}\n")
+    repo.run("update-index", "--index-info", stdin="".join(entries).encode())
 
 
 def _unlock(link: Path, content: Path) -> None:
@@ -451,9 +500,39 @@ def _stop(process: subprocess.Popen[bytes], log: BinaryIO, why: str) -> None:
 
 
 def _save(
-    repo: GitRepo, summary: str, record: RunRecord, relock: list[str], context: StepContext
+    repo: GitRepo,
+    summary: str,
+    record: RunRecord,
+    relock: list[str],
+    context: StepContext,
+    *,
+    merge_onto: str | None = None,
 ) -> str | None:
     """Commit every change as DataLad's ``save`` would; ``None`` when nothing changed.
+
+    With ``merge_onto`` (the command made commits of its own) what is left is
+    committed as "remaining changes" and the record goes on a run-merge.
+    """
+    config = context.config
+    # Outputs inside subdatasets: those commit first, then their gitlinks move here.
+    commit_subdatasets(repo.path, format_message(summary, record), relock)
+    message = format_message(summary, record, sidecar=config.record_sidecar)
+    if merge_onto is not None:
+        if config.record_sidecar:  # DataLad writes it before saving: it joins the remains
+            _write_sidecar(repo, record, config)
+        if _stage(repo, relock, context):
+            _commit(repo, REMAINING_MESSAGE + "\n", config)
+        return merge_record(repo, merge_onto, message)
+    if not _stage(repo, relock, context):
+        return None
+    if config.record_sidecar:
+        _write_sidecar(repo, record, config)
+    _commit(repo, message, config)
+    return repo.text("rev-parse", "HEAD")
+
+
+def _stage(repo: GitRepo, relock: list[str], context: StepContext) -> bool:
+    """Stage every change; whether anything differs from HEAD.
 
     git-annex sees only the files that are its business — new files (it decides
     by ``annex.largefiles``) and formerly annexed ones (locked again). Files
@@ -461,34 +540,35 @@ def _save(
     keeps a step's own cost to a few git calls.
     """
     config = context.config
-    # Outputs inside subdatasets: those commit first, then their gitlinks move here.
-    commit_subdatasets(repo.path, format_message(summary, record), relock)
     changed = _changed_paths(repo)
     if not changed:
-        return None
+        return False
     to_annex = [path for path in [*changed.untracked, *relock] if path in changed.all]
     if not config.is_annex:
         to_annex = []
     elif to_annex and context.annex_add is not None:
-        context.annex_add.add(to_annex)  # ingested now; staged below with the rest
-        to_annex = []
+        keys = context.annex_add.add(to_annex)  # ingested now; staged below with the rest
+        # Annexed but unlocked (annex.addunlocked): staged as their pointers, not content.
+        root = repo.path
+        pointers = [(p, k) for p, k in keys.items() if k and not (root / p).is_symlink()]
+        _stage_unlocked(repo, pointers)
+        to_annex = [path for path, _ in pointers]
     elif to_annex:
-        repo.annex("add", "--quiet", "--", *to_annex)
+        repo.annex("add", "--quiet", *ANNEX_DOTFILES, "--", *to_annex)
     plain = sorted(changed.all - set(to_annex))
     if plain:
         repo.run(*WITHOUT_ANNEX_FILTER, "add", "--all", "--", *plain)
-    if repo.succeeds(*WITHOUT_ANNEX_FILTER, "diff", "--cached", "--quiet"):
-        return None  # e.g. unlocked outputs rewritten identically and locked again
-    if config.record_sidecar:
-        _write_sidecar(repo, record, config)
-    message = format_message(summary, record, sidecar=config.record_sidecar)
+    # False e.g. when unlocked outputs were rewritten identically and locked again
+    return not repo.succeeds(*WITHOUT_ANNEX_FILTER, "diff", "--cached", "--quiet")
+
+
+def _commit(repo: GitRepo, message: str, config: DatasetConfig) -> None:
     # git-annex's own pre-commit hook only fixes symlinks moved between directories;
     # ours are fresh from `git annex add`. Any other hook of the user's still runs.
     skip_hooks = ("--no-verify",) if config.only_annex_hooks else ()
     repo.run(
         *WITHOUT_ANNEX_FILTER, "commit", "--quiet", *skip_hooks, "-F", "-", stdin=message.encode()
     )
-    return repo.text("rev-parse", "HEAD")
 
 
 @dataclass(frozen=True)
@@ -524,5 +604,6 @@ def _write_sidecar(repo: GitRepo, record: RunRecord, config: DatasetConfig) -> N
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode_sidecar(record))
         if config.is_annex:
-            repo.annex("add", "--quiet", "--", str(path.relative_to(repo.path)))
+            # DataLad annexes dotfiles too: the sidecar goes where annex.largefiles says
+            repo.annex("add", "--quiet", *ANNEX_DOTFILES, "--", str(path.relative_to(repo.path)))
         repo.run("add", "--", str(path.relative_to(repo.path)))
