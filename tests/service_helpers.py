@@ -71,6 +71,7 @@ def make_lab(
     annex_remote: bool = False,
     extra: str = "",
     shutdown_timeout_s: int = 20,
+    trust: str | None = "any",
 ) -> Lab:
     """Publish ``template`` to a bare repository and write rerund's settings for it."""
     bare = root / "srv" / "lab.git"
@@ -97,6 +98,8 @@ def make_lab(
         git("clone", "-q", str(bare), str(user), cwd=root)
     port = free_port()
     secrets = {"github": "gh-secret", "gitlab": "gl-token", "gitea": "gt-secret"}
+    trust_line = f'trust = "{trust}"\n' if trust else ""
+    trust_line += 'pass_env = ["SLOW_STEP_S"]\n'
     config = root / "rerund.toml"
     config.write_text(
         f'state_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\ntoken = "api-token"\n'
@@ -104,7 +107,8 @@ def make_lab(
         f"[limits]\nshutdown_timeout_s = {shutdown_timeout_s}\n"
         f'[[repos]]\nname = "lab"\nremote = "{bare}"\nbranch = "main"\n'
         f'github_secret = "{secrets["github"]}"\ngitlab_token = "{secrets["gitlab"]}"\n'
-        f'gitea_secret = "{secrets["gitea"]}"\nwatch = {"true" if watch else "false"}\n{extra}',
+        f'gitea_secret = "{secrets["gitea"]}"\nwatch = {"true" if watch else "false"}\n'
+        f"{trust_line}{extra}",
         encoding="utf-8",
     )
     if hook:
@@ -159,8 +163,10 @@ class Daemon:
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
 
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path, timeout=10) as response:
+    def get(self, path: str, token: str | None = "api-token") -> Any:  # noqa: S107 - the lab's
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.base + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from rerund.core.dsconfig import DriftPolicy
 from rerund.errors import ConfigError
+from rerund.security import RepoSecurity, SandboxMode, read_sandbox, read_security
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _SECRETS = ("github_secret", "gitlab_token", "gitea_secret", "forgejo_secret")
@@ -33,6 +34,8 @@ class RepoSettings:
     drift: DriftPolicy = "rerun"
     watch: bool = True
     """Watch the remote's refs on disk (only for local bare repositories)."""
+    security: RepoSecurity = RepoSecurity()  # noqa: RUF009 - frozen, so shared safely
+    """Who may cause execution here, and the sandbox's limits (``rerund.security``)."""
 
     @property
     def local_path(self) -> Path | None:
@@ -59,6 +62,11 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     source: Path | None = None
     """The file these settings came from (reloaded on SIGHUP)."""
+    read_token: str | None = None
+    """Bearer token for reading job details and logs (``http.token`` also works)."""
+    sandbox: SandboxMode = "bwrap"
+    security: RepoSecurity = RepoSecurity()  # noqa: RUF009 - frozen, so shared safely
+    """The ``[security]`` defaults, used by repositories found under ``repos_dir``."""
 
     def repo(self, name: str) -> RepoSettings | None:
         return next((repo for repo in self.all_repos() if repo.name == name), None)
@@ -69,7 +77,9 @@ class Settings:
             return self.repos
         listed = {repo.name for repo in self.repos}
         found = [
-            RepoSettings(name=name, remote=str(path), branch=self.repos_dir_branch)
+            RepoSettings(
+                name=name, remote=str(path), branch=self.repos_dir_branch, security=self.security
+            )
             for name, path in _bare_repositories(self.repos_dir)
             if name not in listed
         ]
@@ -99,9 +109,11 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
     reader = _Reader(data, "")
     http = _Reader(reader.table("http"), "http.")
     limits = _Reader(reader.table("limits"), "limits.")
+    guard = _Reader(reader.table("security"), "security.")
+    security = read_security(guard, base, RepoSecurity())
     host, port = parse_listen(http.string("listen", "127.0.0.1:8080"))
     repos_dir = reader.optional_string("repos_dir")
-    repos = tuple(_repo(item, i, base) for i, item in enumerate(reader.array("repos")))
+    repos = tuple(_repo(item, i, base, security) for i, item in enumerate(reader.array("repos")))
     names = [repo.name for repo in repos]
     duplicate = next((name for name in names if names.count(name) > 1), None)
     if duplicate is not None:
@@ -120,14 +132,18 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
         lease_s=limits.number("lease_s", 600.0),
         shutdown_timeout_s=limits.number("shutdown_timeout_s", 60.0),
         max_body_bytes=http.integer("max_body_bytes", 5 * 1024 * 1024, minimum=1024),
+        read_token=_secret(http, "read_token", base),
+        sandbox=read_sandbox(guard),
+        security=security,
     )
+    guard.reject_unknown()
     reader.reject_unknown()
     http.reject_unknown()
     limits.reject_unknown()
     return settings
 
 
-def _repo(item: object, position: int, base: Path) -> RepoSettings:
+def _repo(item: object, position: int, base: Path, default: RepoSecurity) -> RepoSettings:
     where = f"repos[{position}]."
     if not isinstance(item, dict):
         raise ConfigError(f"repos[{position}] must be a table")
@@ -150,6 +166,7 @@ def _repo(item: object, position: int, base: Path) -> RepoSettings:
         implicit_inputs=reader.boolean("implicit_inputs", True),
         drift="report" if drift == "report" else "rerun",
         watch=reader.boolean("watch", True),
+        security=read_security(reader, base, default),
     )
     reader.reject_unknown()
     return repo
@@ -233,6 +250,14 @@ class _Reader:
         if not value:
             raise ConfigError(f"{self.where}{key} is required")
         return value
+
+    def string_list(self, key: str) -> tuple[str, ...] | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{self.where}{key} must be an array of non-empty strings")
+        return tuple(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key)

@@ -23,6 +23,7 @@ from rerund.errors import ConfigError, RerundError, RevisionError
 # urllib and tomllib would cost every `rerund plan` about a quarter second.
 from rerund.run.execute import ExecOptions, StepContext
 from rerund.run.replay import replay
+from rerund.run.sandbox import Sandbox
 from rerund.run.script import render_script
 
 EXIT_FAILED = 1
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--script", metavar="FILE", help="write the commands to FILE ('-': stdout)")
     rerun.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
     rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
+    rerun.add_argument(
+        "--sandbox", action="store_true", help="run each step under bubblewrap, as the daemon does"
+    )
     rerun.set_defaults(handler=_rerun_command)
 
     serve = commands.add_parser("serve", help="run the daemon (in the foreground)")
@@ -136,7 +140,9 @@ def _rerun_command(args: argparse.Namespace) -> int:
         repo,
         plan,
         StepContext(dsid, config),
-        ExecOptions(log_dir=log_dir, timeout_s=args.timeout),
+        ExecOptions(
+            log_dir=log_dir, timeout_s=args.timeout, sandbox=Sandbox() if args.sandbox else None
+        ),
         on_step=lambda r: print(
             f"{r.step.commit[:8]}  {r.outcome:<10}  "
             f"{(r.new_commit or '')[:8] or '-':<8}  {r.duration_s:.2f}s  {r.step.summary}"

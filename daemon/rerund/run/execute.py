@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -34,6 +34,7 @@ from rerund.errors import (
     StepFailedError,
 )
 from rerund.run.annexbatch import BatchAdd
+from rerund.run.sandbox import Sandbox, scrub_log
 
 Outcome = Literal["committed", "identical"]
 
@@ -44,6 +45,14 @@ class ExecOptions:
     timeout_s: float | None = None
     cancel: threading.Event | None = None
     """Set by a shutting-down service: the running command is stopped, nothing saved."""
+    sandbox: Sandbox | None = None
+    """Run the command under bubblewrap (the daemon does; ``rerund rerun --sandbox``)."""
+    env: Mapping[str, str] | None = None
+    """The command's whole environment (None: this process's)."""
+    max_log_bytes: int | None = None
+    """A command writing more output than this is stopped."""
+    scrub: tuple[str, ...] = ()
+    """Secret values replaced by ``***`` in the log once the command ended."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +98,16 @@ def execute_step(
     options.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = options.log_dir / f"{step.commit[:12]}.log"
     prepared = _prepare(repo, step, context.config)
-    exit_code = _run_command(prepared, step, log_path, options.timeout_s, options.cancel)
+    try:
+        exit_code = _run_command(prepared, step, log_path, repo.path.resolve(), options)
+    finally:
+        scrub_log(log_path, options.scrub)
     if exit_code not in (0, step.record.exit):
+        why = _limit_hit(options.sandbox, log_path)
         raise StepFailedError(
             step.commit,
             f"step {step.commit[:8]} exited with {exit_code} (recorded: {step.record.exit});"
-            f" nothing was committed, see {log_path}",
+            f"{why} nothing was committed, see {log_path}",
             str(log_path),
         )
     if repo.text("rev-parse", "HEAD") != head:
@@ -306,19 +319,38 @@ def _is_annexed(path: Path) -> bool:
         return handle.read(15) == b"/annex/objects/"
 
 
+def _limit_hit(sandbox: Sandbox | None, log_path: Path) -> str:
+    if sandbox is None:
+        return ""
+    with log_path.open("rb") as log:
+        log.seek(max(0, log_path.stat().st_size - 4096))
+        why = sandbox.explain(log.read().decode("utf-8", "replace"))
+    return f" {why};" if why else ""
+
+
 def _run_command(
-    prepared: _Prepared,
-    step: Step,
-    log_path: Path,
-    timeout_s: float | None,
-    cancel: threading.Event | None,
+    prepared: _Prepared, step: Step, log_path: Path, work_tree: Path, options: ExecOptions
 ) -> int:
+    sandbox = options.sandbox
+    argv = ["/bin/sh", "-c", prepared.command]
+    if sandbox is None:
+        return _run_logged(argv, prepared, step, log_path, options)
+    with sandbox.handed_over(work_tree):
+        argv = sandbox.wrap(argv, work_tree, prepared.exec_dir)
+        return _run_logged(argv, prepared, step, log_path, options)
+
+
+def _run_logged(
+    argv: list[str], prepared: _Prepared, step: Step, log_path: Path, options: ExecOptions
+) -> int:
+    timeout_s, cancel, max_log = options.timeout_s, options.cancel, options.max_log_bytes
     with log_path.open("wb") as log:
         log.write(f"$ {prepared.command}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            ["/bin/sh", "-c", prepared.command],
+            argv,
             cwd=prepared.exec_dir,
+            env=options.env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -326,7 +358,7 @@ def _run_command(
         )
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         # Without a cancel event one blocking wait suffices; with one, look at it often.
-        slice_s = timeout_s if cancel is None else _POLL_S
+        slice_s = timeout_s if cancel is None and max_log is None else _POLL_S
         while True:
             try:
                 return process.wait(timeout=slice_s)
@@ -335,6 +367,14 @@ def _run_command(
             if cancel is not None and cancel.is_set():
                 _kill(process, log, "rerund: stopped because the service is shutting down")
                 raise StepCancelledError(step.commit, f"step {step.commit[:8]} was interrupted")
+            if max_log is not None and os.fstat(log.fileno()).st_size > max_log:
+                _kill(process, log, "", truncate=max_log)
+                raise StepFailedError(
+                    step.commit,
+                    f"step {step.commit[:8]} wrote more than {max_log} bytes of output and was"
+                    f" stopped (max_log_bytes); nothing was committed, see {log_path}",
+                    str(log_path),
+                )
             if deadline is not None and time.monotonic() > deadline:
                 _kill(process, log, f"rerund: killed after {timeout_s} s")
                 raise StepFailedError(
@@ -348,9 +388,15 @@ def _run_command(
 _POLL_S = 0.05
 
 
-def _kill(process: subprocess.Popen[bytes], log: BinaryIO, why: str) -> None:
+def _kill(
+    process: subprocess.Popen[bytes], log: BinaryIO, why: str, *, truncate: int | None = None
+) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    if truncate is not None:
+        log.truncate(truncate)
+        log.seek(truncate)
+        why = f"rerund: stopped: more than {truncate} bytes of output (max_log_bytes)"
     log.write(f"\n{why}\n".encode())
 
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import structlog
 
 from rerund.core.dsconfig import DatasetConfig
-from rerund.core.gitrepo import GitRepo
+from rerund.core.gitrepo import NULL_SHA, GitRepo
 from rerund.core.plan import Plan, PlanOptions, plan_tip
 from rerund.core.verified import mark_reproduced
 from rerund.errors import GitError, RerundError, StepCancelledError
 from rerund.run.annexbatch import BatchAdd
 from rerund.run.execute import ExecOptions, StepContext
 from rerund.run.local import Executor
+from rerund.service import guard
 from rerund.service.publish import (
     BranchMovedError,
     RemoteRejectedError,
@@ -97,7 +98,7 @@ class JobRunner:
             side_ref=outcome.side_ref,
         )
 
-    async def _run(self, job: Job) -> _Outcome:
+    async def _run(self, job: Job) -> _Outcome:  # noqa: PLR0911 - one return per ending
         repo_settings = self.services.settings.repo(job.repo)
         if repo_settings is None:
             return _Outcome("failed", job.target, error=f"repository {job.repo} is not configured")
@@ -114,6 +115,13 @@ class JobRunner:
             log.info("planned", target=target, steps=len(plan.steps), notices=len(plan.notices))
             if not plan.steps:
                 return _Outcome("succeeded", target)
+            refusal, keep = await asyncio.to_thread(
+                guard.gate, self.services.store, repo, repo_settings, job, plan, target=target
+            )
+            if refusal is not None:  # SPEC §7: nothing runs, nothing is published
+                await asyncio.to_thread(self._not_run, job, len(plan.steps))
+                log.warning("refused", rule=refusal.rule, reason=refusal.reason)
+                return _Outcome("refused", keep or NULL_SHA, error=refusal.reason)
             config = await asyncio.to_thread(DatasetConfig.read, repo)
             annex_add = BatchAdd(repo)
             try:
@@ -168,11 +176,15 @@ class JobRunner:
         Returns the head after the last finished step, and the failure's message.
         """
         store = self.services.store
+        settings = self.services.settings
         options = ExecOptions(
             log_dir=self.services.settings.state_dir / "logs" / f"job-{job.id}",
             timeout_s=self.services.settings.step_timeout_s,
             cancel=self.services.cancel,
         )
+        repo_settings = settings.repo(job.repo)
+        if repo_settings is not None:
+            options = guard.confine(options, settings, repo_settings)
         for position, step in enumerate(plan.steps):
             structlog.contextvars.bind_contextvars(step=step.commit[:12])
             await asyncio.to_thread(
@@ -209,6 +221,10 @@ class JobRunner:
             )
         structlog.contextvars.unbind_contextvars("step")
         return head, None
+
+    def _not_run(self, job: Job, count: int) -> None:
+        for position in range(count):
+            self.services.store.update_step(job.id, position, state="not-run")
 
     def _step_failed(
         self, job: Job, position: int, plan: Plan, exc: RerundError, options: ExecOptions

@@ -27,6 +27,7 @@ from rerund.core.gitrepo import NULL_SHA, GitRepo
 from rerund.core.plan import Plan
 from rerund.errors import GitError, RerundError
 from rerund.run.local import LocalExecutor
+from rerund.service.guard import startup_checks
 from rerund.service.jobs import JobRunner, JobServices, compute_plan
 from rerund.service.metrics import Metrics
 from rerund.service.notify import sd_notify, watchdog_interval_s
@@ -103,6 +104,7 @@ class Service:
     async def startup(self) -> None:
         settings = self.settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(startup_checks, settings)
         self.store = await asyncio.to_thread(Store, settings.state_dir / "rerund.sqlite")
         requeued = await asyncio.to_thread(
             self.store.recover, max_attempts=settings.job_max_attempts
@@ -296,7 +298,12 @@ class Service:
             log.info("spool file read", file=path.name)
             for update in await asyncio.to_thread(_read_spool_file, path, repos):
                 await self.record_event(
-                    update.repo, update.branch, update.old, update.new, source="hook"
+                    update.repo,
+                    update.branch,
+                    update.old,
+                    update.new,
+                    source="hook",
+                    pusher=update.pusher,
                 )
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -322,13 +329,14 @@ class Service:
         source: str,
         delivery_id: str | None = None,
         force: bool = False,
+        pusher: str | None = None,
     ) -> EventResult:
         """Store a push notification durably; wake a worker when it brings work.
 
         Notifications arriving together are written in one transaction by the
         event writer, so a burst of webhooks costs one disk sync, not one each.
         """
-        note = Notification(repo, branch, old, new, source, delivery_id, force)
+        note = Notification(repo, branch, old, new, source, delivery_id, force, pusher)
         answer: asyncio.Future[EventResult] = asyncio.get_running_loop().create_future()
         self._pending_events.append((note, answer))
         self._events_waiting.set()

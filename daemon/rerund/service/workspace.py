@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
+from rerund.service.hygiene import NO_HOOKS
 from rerund.service.retry import transient_git
 from rerund.settings import RepoSettings
 
@@ -21,6 +22,7 @@ COMMITTER = {
     "GIT_AUTHOR_EMAIL": "rerund@localhost",
     "GIT_COMMITTER_NAME": "rerund",
     "GIT_COMMITTER_EMAIL": "rerund@localhost",
+    **NO_HOOKS,
 }
 
 

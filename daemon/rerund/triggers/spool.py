@@ -31,6 +31,8 @@ class RefUpdate:
     branch: str
     old: str
     new: str
+    pusher: str | None = None
+    """The ``pusher`` line the hook wrote: who the git server says pushed."""
 
 
 def pending(spool_dir: Path) -> list[Path]:
@@ -57,13 +59,14 @@ def read(path: Path, repos: tuple[RepoSettings, ...]) -> Iterator[RefUpdate]:
     if repo is None:
         log.warning("push to a repository rerund does not serve", git_dir=lines[0][5:])
         return
+    pusher = next((line[7:].strip() for line in lines[1:2] if line.startswith("pusher ")), None)
     for line in lines[1:]:
         match = _LINE.fullmatch(line.strip())
         if match is None:
             continue
         old, new, ref = match.groups()
         if ref == f"refs/heads/{repo.branch}":
-            yield RefUpdate(repo.name, repo.branch, old, new)
+            yield RefUpdate(repo.name, repo.branch, old, new, pusher or None)
 
 
 def _repo_at(git_dir: Path, repos: tuple[RepoSettings, ...]) -> RepoSettings | None:

@@ -23,6 +23,7 @@ from rerund.service.store import EventResult, StepRow, Store
 from rerund.service.workspace import read_remote_tip
 from rerund.settings import RepoSettings, Settings
 from rerund.triggers.webhooks import PROVIDERS, Ignored, Ping, WebhookError, parse, verify
+from rerund.web.access import refuse_reader
 
 
 class Daemon(Protocol):
@@ -44,6 +45,7 @@ class Daemon(Protocol):
         source: str,
         delivery_id: str | None = None,
         force: bool = False,
+        pusher: str | None = None,
     ) -> EventResult: ...
 
     async def current_plan(self, repo: RepoSettings) -> Plan: ...
@@ -125,6 +127,7 @@ async def webhook(request: web.Request) -> web.Response:  # noqa: PLR0911 - one 
         event.after,
         source=provider,
         delivery_id=event.delivery_id,
+        pusher=event.pusher,
     )
     service.metrics.deliveries.labels(provider, result.outcome).inc()
     return web.json_response({"outcome": result.outcome, "job": result.job_id}, status=202)
@@ -160,6 +163,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def job_detail(request: web.Request) -> web.Response:
+    if (refused := refuse_reader(request, _service(request).settings)) is not None:
+        return refused
     store = _service(request).db
     job_id = _job_id(request)
     job = await asyncio.to_thread(store.job, job_id)
@@ -170,6 +175,8 @@ async def job_detail(request: web.Request) -> web.Response:
 
 
 async def job_log(request: web.Request) -> web.Response:
+    if (refused := refuse_reader(request, _service(request).settings)) is not None:
+        return refused
     store = _service(request).db
     job_id = _job_id(request)
     if await asyncio.to_thread(store.job, job_id) is None:
