@@ -171,7 +171,7 @@ def test_a_signed_push_runs(
 
 
 def test_pushers_named_by_the_hook(_pipeline_template: Dataset, tmp_path: Path) -> None:
-    """Under "pushers", the hook's GL_USERNAME or Unix user decides; a stranger blocks the branch."""
+    """Under "pushers", the hook's GL_USERNAME or Unix user decides; strangers block."""
     extra = 'trusted_pushers = ["alice"]\n'
     lab = make_lab(tmp_path, _pipeline_template, trust="pushers", extra=extra)
     daemon = Daemon(lab).start()
