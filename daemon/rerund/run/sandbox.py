@@ -65,7 +65,6 @@ class Sandbox:
     def wrap(self, argv: Sequence[str], work_tree: Path, cwd: Path) -> list[str]:
         """``argv`` as bubblewrap runs it, with ``work_tree`` writable and ``cwd`` current."""
         args = [BWRAP, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
-        args += ["--unshare-uts", "--unshare-cgroup-try"]
         if not self.network:
             args.append("--unshare-net")
         if self.run_as is None:
