@@ -34,6 +34,7 @@ token = "change-me"
 name = "lab"
 remote = "lab.git"
 branch = "main"
+trust = "any"   # one user on one machine; a lab sets "signed" or "pushers" (config/rerund.toml)
 TOML
 
 # 3. Install the hook and start the daemon.
