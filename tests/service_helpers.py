@@ -190,3 +190,28 @@ class Daemon:
         """The start-up scan has run its job and nothing is left to do."""
         jobs = self.jobs()
         return bool(jobs) and not any(job["state"] in ("queued", "running") for job in jobs)
+
+
+def push_record(lab: Lab, name: str, cmd: str) -> str:
+    """Push a record running ``cmd`` (never run), then a change of its input: it is stale."""
+    user = lab.user
+    user.git("pull", "-q", "--ff-only", "origin", "main")
+    dsid = user.record(user.record_commit("clean"))["dsid"]
+    user.write(f"attack/{name}.in", "1\n")
+    user.git("add", f"attack/{name}.in")
+    user.git("commit", "-qm", f"input of {name}")
+    record = {
+        "chain": [],
+        "cmd": cmd,
+        "dsid": dsid,
+        "exit": 0,
+        "extra_inputs": [],
+        "inputs": [f"attack/{name}.in"],
+        "outputs": [f"attack/{name}.out"],
+        "pwd": ".",
+    }
+    user.commit_record(name, json.dumps(record, indent=1, sort_keys=True))
+    user.write(f"attack/{name}.in", "2\n")
+    user.git("commit", "-qam", f"change the input of {name}")
+    user.git("push", "-q", "origin", "HEAD:main")
+    return user.head()

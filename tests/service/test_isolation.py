@@ -8,8 +8,10 @@ be published, the job must say why, and no secret may reach a log.
 
 from __future__ import annotations
 
-import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from typing import Any
 import pytest
 
 from helpers import Dataset
-from service_helpers import Daemon, Lab, make_lab, wait_for
+from service_helpers import Daemon, Lab, make_lab, push_record, wait_for
 
 LIMITS = "memory_mb = 512\nmax_processes = 100\nmax_log_bytes = 1048576\n"
 SECRETS = ("gh-secret", "gl-token", "gt-secret", "api-token", "file-secret-sentinel")
@@ -42,31 +44,6 @@ def served(
     daemon.stop()
 
 
-def push_attack(lab: Lab, name: str, cmd: str) -> str:
-    """Push a record running ``cmd``, then a change of its input: it is the one stale step."""
-    user = lab.user
-    user.git("pull", "-q", "--ff-only", "origin", "main")
-    dsid = user.record(user.record_commit("clean"))["dsid"]
-    user.write(f"attack/{name}.in", "1\n")
-    user.git("add", f"attack/{name}.in")
-    user.git("commit", "-qm", f"input of {name}")
-    record = {
-        "chain": [],
-        "cmd": cmd,
-        "dsid": dsid,
-        "exit": 0,
-        "extra_inputs": [],
-        "inputs": [f"attack/{name}.in"],
-        "outputs": [f"attack/{name}.out"],
-        "pwd": ".",
-    }
-    user.commit_record(name, json.dumps(record, indent=1, sort_keys=True))
-    user.write(f"attack/{name}.in", "2\n")
-    user.git("commit", "-qam", f"change the input of {name}")
-    user.git("push", "-q", "origin", "HEAD:main")
-    return user.head()
-
-
 def finished_job(daemon: Daemon, target: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         for job in daemon.jobs():
@@ -80,7 +57,7 @@ def finished_job(daemon: Daemon, target: str) -> dict[str, Any]:
 
 def attack(lab: Lab, daemon: Daemon, name: str, cmd: str, why: str) -> dict[str, Any]:
     """Push the attack; it must be contained; then revert its input so it is stale no more."""
-    job = assert_contained(lab, daemon, push_attack(lab, name, cmd), why)
+    job = assert_contained(lab, daemon, push_record(lab, name, cmd), why)
     lab.user.write(f"attack/{name}.in", "1\n")
     lab.user.git("commit", "-qam", f"revert the input of {name}")
     lab.user.git("push", "-q", "origin", "HEAD:main")
@@ -233,3 +210,62 @@ def test_job_details_and_logs_need_the_token(served: tuple[Lab, Daemon]) -> None
             daemon.get(path, token=None)
         with pytest.raises(OSError, match="403"):
             daemon.get(path, token="wrong")  # noqa: S106
+
+
+def test_a_planted_hook_never_runs_even_without_the_sandbox(
+    _pipeline_template: Dataset, tmp_path: Path
+) -> None:
+    """With sandbox = "none" a record can write .git/hooks; rerund's git never runs them."""
+    lab = make_lab(tmp_path, _pipeline_template)
+    with lab.config.open("a", encoding="utf-8") as config:
+        config.write('[security]\nsandbox = "none"\n')
+    sentinel = tmp_path / "hook-ran"
+    hook = f"#!/bin/sh\\ntouch {sentinel}\\n"
+    plant = " && ".join(
+        f"printf '{hook}' > .git/hooks/{name} && chmod +x .git/hooks/{name}"
+        for name in ("pre-commit", "post-commit", "post-checkout", "post-merge")
+    )
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.scanned, timeout_s=90, what="the start-up scan to finish")
+        planted = push_record(lab, "plant", f"{plant} && echo x > attack/plant.out")
+        wait_for(lambda: lab.subjects_since(planted) == ["[DATALAD RUNCMD] plant"], what="it")
+        assert (lab.root / "state" / "work" / "lab" / ".git" / "hooks" / "post-commit").exists()
+        fix = lab.push_fix()  # a later, unrelated job in the same work clone
+        wait_for(lambda: len(lab.subjects_since(fix)) == 3, what="the later job's reruns")
+        assert not sentinel.exists()
+        assert any(e["event"] == "sandbox is off: steps run with the daemon's own rights"
+                   for e in daemon.events())  # fmt: skip
+    finally:
+        daemon.stop()
+
+
+def test_without_a_working_sandbox_the_daemon_refuses_to_start(
+    _pipeline_template: Dataset, tmp_path: Path
+) -> None:
+    """If bubblewrap cannot create namespaces, `serve` exits 3 naming sandbox = "none"."""
+    lab = make_lab(tmp_path, _pipeline_template)
+    stub = tmp_path / "no-userns"
+    stub.mkdir()
+    # What bubblewrap says on a kernel without unprivileged user namespaces.
+    (stub / "bwrap").write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n"
+    )
+    (stub / "bwrap").chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "rerund", "serve", "--config", str(lab.config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert 3 == done.returncode
+    assert "No permissions to create new namespace" in done.stderr
+    assert 'sandbox = \\"none\\"' in done.stderr
+    with lab.config.open("a", encoding="utf-8") as config:
+        config.write('[security]\nsandbox = "none"\n')
+    daemon = Daemon(lab, env={"PATH": env["PATH"]}).start()
+    assert "ok" == daemon.get("/healthz")["status"]
+    daemon.stop()
