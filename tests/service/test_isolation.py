@@ -269,3 +269,18 @@ def test_without_a_working_sandbox_the_daemon_refuses_to_start(
     daemon = Daemon(lab, env={"PATH": env["PATH"]}).start()
     assert "ok" == daemon.get("/healthz")["status"]
     daemon.stop()
+
+
+def test_a_well_behaved_step_has_a_private_tmp_and_home(served: tuple[Lab, Daemon]) -> None:
+    """Inside the sandbox /tmp and $HOME are writable, the environment is bare; it publishes."""
+    lab, daemon = served
+    cmd = (
+        'echo a > /tmp/scratch && echo b > $HOME/.cache-file && test -z "$GIT_CONFIG_COUNT"'
+        ' && env | cut -d= -f1 | sort | tr "\\n" " " > attack/fine.out'
+    )
+    target = push_record(lab, "fine", cmd)
+    wait_for(lambda: lab.subjects_since(target) == ["[DATALAD RUNCMD] fine"], what="the rerun")
+    lab.user.git("pull", "-q", "--ff-only", "origin", "main")
+    names = set(lab.user.read("attack/fine.out").split())
+    assert names <= {"HOME", "LANG", "LC_ALL", "LC_CTYPE", "PATH", "PWD", "SHLVL", "TMPDIR", "TZ",
+                     "_", "OLDPWD"}  # fmt: skip
