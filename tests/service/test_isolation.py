@@ -273,7 +273,7 @@ def test_without_a_working_sandbox_the_daemon_refuses_to_start(
 
 def test_a_well_behaved_step_has_a_private_tmp_and_home(served: tuple[Lab, Daemon]) -> None:
     """Inside the sandbox /tmp and $HOME are writable, the environment is bare; it publishes."""
-    lab, daemon = served
+    lab, _ = served
     cmd = (
         'echo a > /tmp/scratch && echo b > $HOME/.cache-file && test -z "$GIT_CONFIG_COUNT"'
         ' && env | cut -d= -f1 | sort | tr "\\n" " " > attack/fine.out'

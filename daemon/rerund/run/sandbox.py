@@ -175,7 +175,7 @@ def _parents(path: Path) -> list[str]:
     """``--dir`` for each ancestor, world-traversable (bubblewrap makes them 0700)."""
     args: list[str] = []
     for parent in reversed(path.parents):
-        if str(parent) not in ("/", "/tmp") and not _under_any(parent, _SYSTEM):
+        if str(parent) not in ("/", "/tmp") and not _under_any(parent, _SYSTEM):  # noqa: S108
             args += ["--perms", "0755", "--dir", str(parent)]
     return args
 
