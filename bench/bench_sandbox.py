@@ -123,6 +123,8 @@ def main() -> int:
         (tree / "sub").mkdir(parents=True)
         for index in range(20):
             (tree / "sub" / f"f{index}").write_text("x\n", encoding="utf-8")
+        load = Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3]
+        print(f"machine: {os.cpu_count()} cores, load average {' '.join(load)} at start\n")
         print(f"## Starting one step's command ({args.starts} starts, median)\n")
         figures = starts(tree, args.starts)
         plain = figures["plain"]

@@ -64,7 +64,9 @@ class Sandbox:
 
     def wrap(self, argv: Sequence[str], work_tree: Path, cwd: Path) -> list[str]:
         """``argv`` as bubblewrap runs it, with ``work_tree`` writable and ``cwd`` current."""
-        args = [BWRAP, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
+        # No --new-session: the executor starts bwrap in a session of its own already,
+        # so no step has a controlling terminal to inject keystrokes into.
+        args = [BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
         if not self.network:
             args.append("--unshare-net")
         if self.run_as is None:
