@@ -284,3 +284,13 @@ def test_a_well_behaved_step_has_a_private_tmp_and_home(served: tuple[Lab, Daemo
     names = set(lab.user.read("attack/fine.out").split())
     assert names <= {"HOME", "LANG", "LC_ALL", "LC_CTYPE", "PATH", "PWD", "SHLVL", "TMPDIR", "TZ",
                      "_", "OLDPWD"}  # fmt: skip
+
+
+def test_a_tmpdir_placeholder_is_usable_inside_the_sandbox(served: tuple[Lab, Daemon]) -> None:
+    """DataLad's ``{tmpdir}`` names a fresh directory the sandboxed step can write."""
+    lab, _ = served
+    cmd = "echo scratch > {tmpdir}/a && cp {tmpdir}/a attack/tmpdir.out"
+    target = push_record(lab, "tmpdir", cmd)
+    wait_for(lambda: lab.subjects_since(target) == ["[DATALAD RUNCMD] tmpdir"], what="the rerun")
+    lab.user.git("pull", "-q", "--ff-only", "origin", "main")
+    assert "scratch\n" == lab.user.read("attack/tmpdir.out")

@@ -13,6 +13,7 @@ import posixpath
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -83,6 +84,8 @@ class _Prepared:
     exec_dir: Path
     relock: list[str]
     """Annexed outputs that were unlocked or removed and must be annexed again."""
+    scratch: tuple[Path, ...] = ()
+    """Directories made for ``{tmpdir}`` (a sandbox must show them too)."""
 
 
 def execute_step(
@@ -145,6 +148,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
             f"step {step.commit[:8]}: input did not match an existing file: {missing[0]}"
         )
     outputs = expand_specs(format_io_specs(record.outputs, io_mapping), exec_dir)
+    scratch: list[Path] = []
     command = expand_command(
         record.cmd,
         inputs=inputs.command_paths,
@@ -152,6 +156,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
         pwd=str(exec_dir),
         dspath=str(root),
         substitutions=config.substitutions,
+        make_tmpdir=lambda: _new_scratch(scratch),
     )
     automatic = _automatic_outputs(repo, step.commit)
     if config.is_annex:
@@ -165,7 +170,12 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
     relock = _clear_outputs(
         repo, step, exec_dir, outputs.hits, command=command, automatic=automatic
     )
-    return _Prepared(command, exec_dir, relock)
+    return _Prepared(command, exec_dir, relock, tuple(scratch))
+
+
+def _new_scratch(made: list[Path]) -> str:
+    made.append(Path(tempfile.mkdtemp(prefix="datalad-run-")))
+    return str(made[-1])
 
 
 def _io_lists(record: RunRecord) -> dict[str, list[str]]:
@@ -335,8 +345,8 @@ def _run_command(
     argv = ["/bin/sh", "-c", prepared.command]
     if sandbox is None:
         return _run_logged(argv, prepared, step, log_path, options)
-    with sandbox.handed_over(work_tree):
-        argv = sandbox.wrap(argv, work_tree, prepared.exec_dir)
+    with sandbox.handed_over(work_tree, prepared.scratch):
+        argv = sandbox.wrap(argv, work_tree, prepared.exec_dir, scratch=prepared.scratch)
         return _run_logged(argv, prepared, step, log_path, options)
 
 

@@ -62,8 +62,13 @@ class Sandbox:
     readable: tuple[Path, ...] = field(default_factory=lambda: python_prefixes())  # noqa: PLW0108
     """Read-only extras (the Python rerund runs on, which steps' ``python`` resolves to)."""
 
-    def wrap(self, argv: Sequence[str], work_tree: Path, cwd: Path) -> list[str]:
-        """``argv`` as bubblewrap runs it, with ``work_tree`` writable and ``cwd`` current."""
+    def wrap(
+        self, argv: Sequence[str], work_tree: Path, cwd: Path, *, scratch: Sequence[Path] = ()
+    ) -> list[str]:
+        """``argv`` as bubblewrap runs it, with ``work_tree`` writable and ``cwd`` current.
+
+        ``scratch``: fresh directories made for the step (``{tmpdir}``), writable too.
+        """
         # No --new-session: the executor starts bwrap in a session of its own already,
         # so no step has a controlling terminal to inject keystrokes into.
         args = [BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
@@ -71,24 +76,7 @@ class Sandbox:
             args.append("--unshare-net")
         if self.run_as is None:
             args.append("--unshare-user")
-        for root in _SYSTEM:
-            path = Path(root)
-            if path.is_symlink():
-                args += ["--symlink", str(path.readlink()), root]
-            elif path.is_dir():
-                args += ["--ro-bind", root, root]
-        args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
-        args += ["--perms", "0777", "--dir", _HOME]
-        for extra in self.readable:
-            if extra.is_dir() and not _under_any(extra, _SYSTEM):
-                args += [*_parents(extra), "--ro-bind", str(extra), str(extra)]
-        for path in self.hidden:
-            args += _cover(path)
-        tree = str(work_tree)
-        args += [*_parents(work_tree), "--bind", tree, tree]
-        git_dir = work_tree / ".git"
-        if git_dir.exists():
-            args += ["--ro-bind", str(git_dir), str(git_dir)]
+        args += self._filesystem(work_tree, scratch)
         args += ["--chdir", str(cwd), "--clearenv"]
         for name, value in [*step_env(home=_HOME).items(), *self.extra_env]:
             args += ["--setenv", name, value]
@@ -103,17 +91,42 @@ class Sandbox:
         args += ["prlimit", f"--nproc={self.limits.max_processes}", f"--as={memory}", "--"]
         return [*args, *argv]
 
+    def _filesystem(self, work_tree: Path, scratch: Sequence[Path]) -> list[str]:
+        """System read-only, fresh /dev, /proc, /tmp and $HOME, hidden paths covered, tree."""
+        args: list[str] = []
+        for root in _SYSTEM:
+            path = Path(root)
+            if path.is_symlink():
+                args += ["--symlink", str(path.readlink()), root]
+            elif path.is_dir():
+                args += ["--ro-bind", root, root]
+        args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
+        args += ["--perms", "0777", "--dir", _HOME]
+        for extra in self.readable:
+            if extra.is_dir() and not _under_any(extra, _SYSTEM):
+                args += [*_parents(extra), "--ro-bind", str(extra), str(extra)]
+        for path in self.hidden:
+            args += _cover(path)
+        for directory in (*scratch, work_tree):
+            args += [*_parents(directory), "--bind", str(directory), str(directory)]
+        git_dir = work_tree / ".git"
+        if git_dir.exists():
+            args += ["--ro-bind", str(git_dir), str(git_dir)]
+        return args
+
     @contextmanager
-    def handed_over(self, work_tree: Path) -> Iterator[None]:
+    def handed_over(self, work_tree: Path, scratch: Sequence[Path] = ()) -> Iterator[None]:
         """The work tree (not its ``.git``) belongs to ``run_as`` while the step runs."""
         if self.run_as is None:
             yield
             return
-        _chown_tree(work_tree, *self.run_as)
+        for tree in (work_tree, *scratch):
+            _chown_tree(tree, *self.run_as)
         try:
             yield
         finally:
-            _chown_tree(work_tree, os.getuid(), os.getgid())
+            for tree in (work_tree, *scratch):
+                _chown_tree(tree, os.getuid(), os.getgid())
 
     def explain(self, log_tail: str) -> str | None:
         """Which limit a failed step most likely ran into, from the end of its log."""
