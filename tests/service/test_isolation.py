@@ -9,6 +9,7 @@ be published, the job must say why, and no secret may reach a log.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -294,3 +295,27 @@ def test_a_tmpdir_placeholder_is_usable_inside_the_sandbox(served: tuple[Lab, Da
     wait_for(lambda: lab.subjects_since(target) == ["[DATALAD RUNCMD] tmpdir"], what="the rerun")
     lab.user.git("pull", "-q", "--ff-only", "origin", "main")
     assert "scratch\n" == lab.user.read("attack/tmpdir.out")
+
+
+def _processes_running(needle: str) -> list[str]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = stat.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in line:
+            found.append(line)
+    return found
+
+
+def test_a_step_dies_with_the_daemon(_pipeline_template: Dataset, tmp_path: Path) -> None:
+    """SIGKILL to the daemon mid-step takes the sandboxed step's processes with it."""
+    lab = make_lab(tmp_path, _pipeline_template)
+    marker = f"{37 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 1000:03d}"  # a unique sleep
+    daemon = Daemon(lab, env={"SLOW_STEP_S": marker}).start()
+    wait_for(daemon.scanned, timeout_s=90, what="the start-up scan to finish")
+    lab.push_fix()
+    wait_for(lambda: _processes_running(f"sleep {marker}"), what="the step to be sleeping")
+    daemon.stop(signal.SIGKILL)
+    wait_for(lambda: not _processes_running(f"sleep {marker}"), timeout_s=10, what="it to die")
