@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +18,13 @@ from rerund.service.trust import check
 
 
 @pytest.fixture
-def agents(tmp_path: Path) -> Iterator[None]:
-    """gpg starts an agent per keyring; stop them when the test ends."""
-    yield
-    for home in tmp_path.glob("*-gnupg"):
+def homes() -> Iterator[Path]:
+    """A short directory for keyrings (gpg-agent's socket path must stay short); agents stop."""
+    root = Path(tempfile.mkdtemp(prefix="rerund-gpg-"))
+    yield root
+    for home in root.iterdir():
         run("gpgconf", "--homedir", str(home), "--kill", "all", check=False)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _keyring(home: Path, uid: str) -> str:
@@ -39,12 +43,11 @@ def _verdict(ds: Dataset, security: RepoSecurity) -> str | None:
     return None if refusal is None else refusal.reason
 
 
-@pytest.mark.usefixtures("agents")
 def test_openpgp_signatures_verify_against_gpg_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, homes: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Alice's signed history runs; an unsigned input change, or a stranger's keyring, does not."""
-    alice_home = tmp_path / "alice-gnupg"
+    alice_home = homes / "alice"
     fingerprint = _keyring(alice_home, "Alice <alice@lab.example>")
     monkeypatch.setenv("GNUPGHOME", str(alice_home))
     path = tmp_path / "ds"
@@ -62,7 +65,7 @@ def test_openpgp_signatures_verify_against_gpg_home(
     trusting_alice = RepoSecurity(trust="signed", gpg_home=alice_home)
     assert _verdict(ds, trusting_alice) is None
 
-    stranger_home = tmp_path / "stranger-gnupg"
+    stranger_home = homes / "stranger"
     _keyring(stranger_home, "Stranger <s@elsewhere.example>")
     refusal = _verdict(ds, RepoSecurity(trust="signed", gpg_home=stranger_home))
     assert refusal is not None

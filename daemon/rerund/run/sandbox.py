@@ -42,9 +42,10 @@ class SandboxUnavailableError(RerundError):
 
 @dataclass(frozen=True)
 class Limits:
+    """Set inside the sandbox; the log size is the executor's (``ExecOptions.max_log_bytes``)."""
+
     memory_mb: int = 4096
     max_processes: int = 512
-    max_log_bytes: int = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def startup_checks(settings: Settings) -> None:
         check_available(run_as())
     else:
         log.warning("sandbox is off: steps run with the daemon's own rights", sandbox="none")
+        (settings.state_dir / "home").mkdir(exist_ok=True)  # the steps' $HOME
     for repo in settings.all_repos():
         if repo.security.trust is None:
             log.warning(
@@ -57,7 +58,7 @@ def confine(options: ExecOptions, settings: Settings, repo: RepoSettings) -> Exe
         sandbox = Sandbox(
             hidden=hidden_paths(settings),
             network=security.network,
-            limits=Limits(security.memory_mb, security.max_processes, security.max_log_bytes),
+            limits=Limits(security.memory_mb, security.max_processes),
             run_as=run_as(),
             extra_env=passed,
         )
