@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,15 @@ def test_the_hook_writes_who_pushed_into_the_spool(tmp_path: Path) -> None:
     updates = [u for path in spool.pending(spool_dir) for u in spool.read(path, repos)]
     unix_user = run("id", "-un").stdout.strip()
     assert ["alice", unix_user] == [update.pusher for update in updates]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to write a file as another user")
+def test_a_spool_claim_from_another_account_names_that_account(tmp_path: Path) -> None:
+    """The spool is world-writable: a file not written by the repository's owner names its owner."""
+    bare = tmp_path / "lab.git"
+    git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    forged = tmp_path / "1-1.push"
+    forged.write_text(f"repo {bare}\npusher alice\n{SHA_A} {SHA_B} refs/heads/main\n")
+    os.chown(forged, 65534, 65534)
+    repos = (RepoSettings(name="lab", remote=str(bare)),)
+    assert [pwd.getpwuid(65534).pw_name] == [u.pusher for u in spool.read(forged, repos)]

@@ -9,6 +9,7 @@ daemon is down: files wait here until it starts.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,7 +67,29 @@ def read(path: Path, repos: tuple[RepoSettings, ...]) -> Iterator[RefUpdate]:
             continue
         old, new, ref = match.groups()
         if ref == f"refs/heads/{repo.branch}":
-            yield RefUpdate(repo.name, repo.branch, old, new, pusher or None)
+            yield RefUpdate(repo.name, repo.branch, old, new, _vouched(path, repo, pusher))
+
+
+def _vouched(path: Path, repo: RepoSettings, claimed: str | None) -> str | None:
+    """Who pushed, as far as the spool file's owner can vouch for it.
+
+    The spool is writable by every local user, so a claim is believed only from
+    the account that owns the bare repository (a forge's service account, which
+    sets ``GL_USERNAME`` or ``GITEA_PUSHER_NAME``) or root; anyone else's file
+    names its owner, whatever it claims.
+    """
+    try:
+        owner = path.stat().st_uid
+        local = repo.local_path
+        vouching = {0, local.stat().st_uid} if local is not None else {0}
+    except OSError:
+        return None
+    if owner in vouching:
+        return claimed or None
+    try:
+        return pwd.getpwuid(owner).pw_name
+    except KeyError:
+        return str(owner)
 
 
 def _repo_at(git_dir: Path, repos: tuple[RepoSettings, ...]) -> RepoSettings | None:
