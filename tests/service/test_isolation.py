@@ -319,3 +319,10 @@ def test_a_step_dies_with_the_daemon(_pipeline_template: Dataset, tmp_path: Path
     wait_for(lambda: _processes_running(f"sleep {marker}"), what="the step to be sleeping")
     daemon.stop(signal.SIGKILL)
     wait_for(lambda: not _processes_running(f"sleep {marker}"), timeout_s=10, what="it to die")
+
+
+def test_trust_any_is_announced_at_start(served: tuple[Lab, Daemon]) -> None:
+    """``trust = "any"`` is an explicit opt-in, and the daemon says so when it starts."""
+    _, daemon = served
+    warnings = [e for e in daemon.events() if e["event"].startswith("trust = any")]
+    assert [("warning", "lab")] == [(e["level"], e["repo"]) for e in warnings]
