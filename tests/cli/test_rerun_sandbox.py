@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import Dataset, rerund
+from helpers import Dataset, datalad, rerund
 
 
 def _escaping_record(ds: Dataset, outside: Path) -> str:
@@ -37,3 +37,15 @@ def test_the_pipeline_reruns_identically_in_the_sandbox(pipeline: Dataset) -> No
     pipeline.save("fix raw data")
     rerund("rerun", "--sandbox", cwd=pipeline.path)
     assert "rows and total: 4 16\n" == pipeline.read("report.txt")
+
+
+def test_git_directories_of_subdatasets_are_read_only_too(dataset: Dataset) -> None:
+    """With --sandbox a step can write neither the dataset's .git nor a subdataset's."""
+    datalad("create", "-d", ".", "sub", cwd=dataset.path)
+    assert (dataset.path / "sub" / ".git").is_dir()
+    for target in (".git/hooks/post-commit", "sub/.git/hooks/post-commit"):
+        record = {"chain": [], "cmd": f"echo pwned > {target}; echo x > esc.txt", "exit": 0,
+                  "extra_inputs": [], "inputs": [], "outputs": ["esc.txt"], "pwd": "."}  # fmt: skip
+        sha = dataset.commit_record(target, json.dumps(record, indent=1, sort_keys=True))
+        rerund("rerun", "--sandbox", sha, cwd=dataset.path)
+        assert not (dataset.path / target).exists()

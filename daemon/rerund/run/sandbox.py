@@ -110,8 +110,7 @@ class Sandbox:
             args += _cover(path)
         for directory in (*scratch, work_tree):
             args += [*_parents(directory), "--bind", str(directory), str(directory)]
-        git_dir = work_tree / ".git"
-        if git_dir.exists():
+        for git_dir in _git_dirs(work_tree):
             args += ["--ro-bind", str(git_dir), str(git_dir)]
         return args
 
@@ -212,13 +211,27 @@ def _under_any(path: Path, roots: Sequence[str]) -> bool:
     return any(path == Path(root) or Path(root) in path.parents for root in roots)
 
 
+_SUBMODULE_PATH = re.compile(r"^\s*path\s*=\s*(.+?)\s*$", re.MULTILINE)
+
+
+def _git_dirs(work_tree: Path) -> list[Path]:
+    """The work tree's ``.git`` and its subdatasets' (read-only inside the sandbox)."""
+    found = [work_tree / ".git"]
+    modules = work_tree / ".gitmodules"
+    if modules.is_file():
+        text = modules.read_text(encoding="utf-8", errors="replace")
+        found += [work_tree / path / ".git" for path in _SUBMODULE_PATH.findall(text)]
+    root = work_tree.resolve()
+    return [path for path in found if path.exists() and root in path.resolve().parents]
+
+
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
     os.lchown(root, uid, gid)
     for dirpath, dirnames, filenames in os.walk(root):
-        if dirpath == str(root) and ".git" in dirnames:
+        if ".git" in dirnames:  # git's own files, here and in subdatasets, stay the daemon's
             dirnames.remove(".git")
         for name in [*dirnames, *filenames]:
-            if dirpath == str(root) and name == ".git":
+            if name == ".git":
                 continue
             path = Path(dirpath, name)
             if path.lstat().st_uid != uid:
