@@ -56,6 +56,8 @@ FIRST_CMD = "date +%s%N > {outputs}; cat {inputs} >> {outputs}"
 NEXT_CMD = "tac {inputs} > {outputs}"
 RAW_LINES = 100
 TARGET_PERCENT = 10.0
+RERUND_FLAGS: list[str] = []
+"""``--sandbox`` when asked: steps under bubblewrap, as the daemon runs them."""
 
 
 @dataclass
@@ -161,7 +163,7 @@ def time_datalad(chain: Chain, rep: int) -> tuple[float, tuple[str, str]]:
 
 def time_rerund(chain: Chain, rep: int) -> tuple[float, tuple[str, str]]:
     copy = fresh_copy(chain, f"rerund-{rep}")
-    seconds = run_timed([RERUND, "rerun", f"--since={chain.base}"], copy).seconds
+    seconds = run_timed([RERUND, "rerun", *RERUND_FLAGS, f"--since={chain.base}"], copy).seconds
     work = check_replay(copy, chain.tip, "rerund rerun")
     remove_tree(copy)
     return seconds, work
@@ -217,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="only the text2git dataset")
     parser.add_argument("--keep", action="store_true", help="keep the datasets")
+    parser.add_argument("--sandbox", action="store_true", help="rerund rerun --sandbox")
     args = parser.parse_args(argv)
+    RERUND_FLAGS[:] = ["--sandbox"] if args.sandbox else []
     variants = ["text2git"] if args.quick else ["text2git", "annex"]
 
     info = machine_info()
@@ -247,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "annex: `datalad create` (every file annexed)."
     )
     out = write_results(
-        "bench_chain",
+        "bench_chain_sandbox" if args.sandbox else "bench_chain",
         {
             "benchmark": "bench_chain",
             "machine": info,

@@ -46,6 +46,7 @@ listen = "127.0.0.1:$port"
 name = "lab"
 remote = "lab.git"
 branch = "main"
+trust = "any"   # one user on one machine; a lab sets "signed" or "pushers" (config/rerund.toml)
 TOML
 
 # 3. Install the hook and start the daemon.

@@ -73,6 +73,7 @@ def make_lab(
     annex_remote: bool = False,
     extra: str = "",
     shutdown_timeout_s: int = 20,
+    trust: str | None = "any",
 ) -> Lab:
     """Publish ``template`` to a bare repository and write rerund's settings for it."""
     bare = root / "srv" / "lab.git"
@@ -100,6 +101,8 @@ def make_lab(
         git("clone", "-q", str(bare), str(user), cwd=root)
     port = free_port()
     secrets = {"github": "gh-secret", "gitlab": "gl-token", "gitea": "gt-secret"}
+    trust_line = f'trust = "{trust}"\n' if trust else ""
+    trust_line += 'pass_env = ["SLOW_STEP_S"]\n'
     config = root / "rerund.toml"
     config.write_text(
         f'state_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\ntoken = "{API_TOKEN}"\n'
@@ -107,7 +110,8 @@ def make_lab(
         f"[limits]\nshutdown_timeout_s = {shutdown_timeout_s}\n"
         f'[[repos]]\nname = "lab"\nremote = "{bare}"\nbranch = "main"\n'
         f'github_secret = "{secrets["github"]}"\ngitlab_token = "{secrets["gitlab"]}"\n'
-        f'gitea_secret = "{secrets["gitea"]}"\nwatch = {"true" if watch else "false"}\n{extra}',
+        f'gitea_secret = "{secrets["gitea"]}"\nwatch = {"true" if watch else "false"}\n'
+        f"{trust_line}{extra}",
         encoding="utf-8",
     )
     if hook:
@@ -166,8 +170,10 @@ class Daemon:
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
 
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path, timeout=10) as response:
+    def get(self, path: str, token: str | None = "api-token") -> Any:  # noqa: S107 - the lab's
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.base + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
 
@@ -201,3 +207,28 @@ def _unused(path: Path) -> Path:
         number += 1
         candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
     return candidate
+
+
+def push_record(lab: Lab, name: str, cmd: str) -> str:
+    """Push a record running ``cmd`` (never run), then a change of its input: it is stale."""
+    user = lab.user
+    user.git("pull", "-q", "--ff-only", "origin", "main")
+    dsid = user.record(user.record_commit("clean"))["dsid"]
+    user.write(f"attack/{name}.in", "1\n")
+    user.git("add", f"attack/{name}.in")
+    user.git("commit", "-qm", f"input of {name}")
+    record = {
+        "chain": [],
+        "cmd": cmd,
+        "dsid": dsid,
+        "exit": 0,
+        "extra_inputs": [],
+        "inputs": [f"attack/{name}.in"],
+        "outputs": [f"attack/{name}.out"],
+        "pwd": ".",
+    }
+    user.commit_record(name, json.dumps(record, indent=1, sort_keys=True))
+    user.write(f"attack/{name}.in", "2\n")
+    user.git("commit", "-qam", f"change the input of {name}")
+    user.git("push", "-q", "origin", "HEAD:main")
+    return user.head()

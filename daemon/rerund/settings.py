@@ -17,6 +17,7 @@ from typing import Any
 
 from rerund.core.dsconfig import DriftPolicy
 from rerund.errors import ConfigError
+from rerund.security import RepoSecurity, SandboxMode, read_sandbox, read_security
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _SECRETS = ("github_secret", "gitlab_token", "gitea_secret", "forgejo_secret")
@@ -48,6 +49,8 @@ class RepoSettings:
 
     verify_every_s: float | None = None
     """Queue a verification of every current record this often (``verify_every``); off if None."""
+    security: RepoSecurity = RepoSecurity()  # noqa: RUF009 - frozen, so shared safely
+    """Who may cause execution here, and the sandbox's limits (``rerund.security``)."""
 
     @property
     def local_path(self) -> Path | None:
@@ -80,6 +83,11 @@ class Settings:
     """The file these settings came from (reloaded on SIGHUP)."""
     discovered: tuple[RepoSettings, ...] | None = None
     """Repositories found under ``repos_dir`` by :func:`discover`; ``None``: look each time."""
+    read_token: str | None = None
+    """Bearer token for reading job details and logs (``http.token`` also works)."""
+    sandbox: SandboxMode = "bwrap"
+    security: RepoSecurity = RepoSecurity()  # noqa: RUF009 - frozen, so shared safely
+    """The ``[security]`` defaults, used by repositories found under ``repos_dir``."""
 
     def repo(self, name: str) -> RepoSettings | None:
         return next((repo for repo in self.all_repos() if repo.name == name), None)
@@ -109,7 +117,12 @@ def _found(settings: Settings) -> tuple[RepoSettings, ...]:
     if settings.repos_dir is None:
         return ()
     return tuple(
-        RepoSettings(name=name, remote=str(path), branch=settings.repos_dir_branch)
+        RepoSettings(
+            name=name,
+            remote=str(path),
+            branch=settings.repos_dir_branch,
+            security=settings.security,
+        )
         for name, path in _bare_repositories(settings.repos_dir)
     )
 
@@ -132,9 +145,11 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
     reader = _Reader(data, "")
     http = _Reader(reader.table("http"), "http.")
     limits = _Reader(reader.table("limits"), "limits.")
+    guard = _Reader(reader.table("security"), "security.")
+    security = read_security(guard, base, RepoSecurity())
     host, port = parse_listen(http.string("listen", "127.0.0.1:8080"))
     repos_dir = reader.optional_string("repos_dir")
-    repos = tuple(_repo(item, i, base) for i, item in enumerate(reader.array("repos")))
+    repos = tuple(_repo(item, i, base, security) for i, item in enumerate(reader.array("repos")))
     names = [repo.name for repo in repos]
     duplicate = next((name for name in names if names.count(name) > 1), None)
     if duplicate is not None:
@@ -155,14 +170,18 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
         max_log_bytes=limits.integer("max_log_bytes", 100 * 1024 * 1024, minimum=1024),
         max_body_bytes=http.integer("max_body_bytes", 5 * 1024 * 1024, minimum=1024),
         spool_group=_group(reader.optional_string("spool_group")),
+        read_token=_secret(http, "read_token", base),
+        sandbox=read_sandbox(guard),
+        security=security,
     )
+    guard.reject_unknown()
     reader.reject_unknown()
     http.reject_unknown()
     limits.reject_unknown()
     return settings
 
 
-def _repo(item: object, position: int, base: Path) -> RepoSettings:
+def _repo(item: object, position: int, base: Path, default: RepoSecurity) -> RepoSettings:
     where = f"repos[{position}]."
     if not isinstance(item, dict):
         raise ConfigError(f"repos[{position}] must be a table")
@@ -187,6 +206,7 @@ def _repo(item: object, position: int, base: Path) -> RepoSettings:
         watch=reader.boolean("watch", True),
         forge_name=reader.optional_string("forge_name"),
         verify_every_s=_duration(reader, "verify_every"),
+        security=read_security(reader, base, default),
     )
     reader.reject_unknown()
     return repo
@@ -319,6 +339,14 @@ class _Reader:
         if not value:
             raise ConfigError(f"{self.where}{key} is required")
         return value
+
+    def string_list(self, key: str) -> tuple[str, ...] | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{self.where}{key} must be an array of non-empty strings")
+        return tuple(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key)

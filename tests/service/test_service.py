@@ -52,6 +52,7 @@ def test_push_through_the_hook_lands_three_reruns(lab: Lab) -> None:
         wait_for(lambda: _landed(lab, fix), what="the reruns to land")
 
         _assert_reruns_correct(lab, fix)
+        wait_for(daemon.idle, what="the job to record its end")  # it lands, then finishes
         jobs_after = daemon.jobs()
         tip = lab.tip()
         time.sleep(1.0)  # rerund's own push and the duplicate notifications must create nothing

@@ -147,6 +147,7 @@ def test_github_new_branch_fixture_parses() -> None:
         before=ZEROS,
         after="6113728f27ae82c7b1a177c8d03f9e96e0adf246",
         repository="Codertocat/Hello-World",
+        pusher="Codertocat",
     )
     assert expected == event
     assert (True, False, "master") == (event.created, event.deleted, event.branch)
@@ -177,6 +178,7 @@ def test_gitea_fixture_parses() -> None:
         before="9836a96a253cce25d17988fcf41b8c4205cf779f",
         after="4522cbcefc20728a5b72b3a86af35e608622c514",
         repository="gogits/hello-world",
+        pusher="unknwon",
     )
     assert expected == event
     assert (False, False) == (event.created, event.deleted)

@@ -32,6 +32,7 @@ from rerund.errors import ConfigError, RerundError, RevisionError, StepFailedErr
 from rerund.run.execute import ExecOptions, StepContext
 from rerund.run.process import interruptible
 from rerund.run.replay import ReplayReport, replay
+from rerund.run.sandbox import Sandbox
 from rerund.run.script import render_script
 
 EXIT_FAILED = 1
@@ -84,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--script", metavar="FILE", help="write the commands to FILE ('-': stdout)")
     rerun.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
     rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
+    rerun.add_argument(
+        "--sandbox", action="store_true", help="run each step under bubblewrap, as the daemon does"
+    )
     rerun.set_defaults(handler=_rerun_command)
 
     verify = add_command(commands, "verify")
@@ -168,12 +172,15 @@ def _rerun_command(args: argparse.Namespace) -> int:
         print(f"rerund: note: {item.commit[:8]} not run, {item.describe()}", file=sys.stderr)
     log_dir = repo.common_dir / "rerund" / "logs"
     progress = Progress(len(plan.steps), log_dir, sys.stdout, sys.stderr)
+    sandbox = Sandbox() if args.sandbox else None
     with interruptible() as interrupt:
         report = replay(
             repo,
             plan,
             StepContext(dsid, config),
-            ExecOptions(log_dir=log_dir, timeout_s=args.timeout, cancel=interrupt.event),
+            ExecOptions(
+                log_dir=log_dir, timeout_s=args.timeout, cancel=interrupt.event, sandbox=sandbox
+            ),
             on_step=progress.step_finished,
             on_start=progress.step_started,
         )

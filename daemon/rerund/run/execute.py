@@ -12,9 +12,10 @@ import os
 import posixpath
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -36,6 +37,7 @@ from rerund.run.confine import Confinement
 from rerund.run.install import install_for
 from rerund.run.process import start_group, stop_group
 from rerund.run.runmerge import REMAINING_MESSAGE, check_commits, current_branch, merge_record
+from rerund.run.sandbox import Sandbox, scrub_log
 from rerund.run.subdatasets import by_dataset, changed_inside, commit_subdatasets
 
 Outcome = Literal["committed", "identical"]
@@ -47,8 +49,14 @@ class ExecOptions:
     timeout_s: float | None = None
     cancel: threading.Event | None = None
     """Set by a shutting-down service: the running command is stopped, nothing saved."""
+    sandbox: Sandbox | None = None
+    """Run the command under bubblewrap (the daemon does; ``rerund rerun --sandbox``)."""
+    env: Mapping[str, str] | None = None
+    """The command's whole environment (None: this process's)."""
     max_log_bytes: int | None = None
-    """A command writing more than this to its log is stopped (checked with ``cancel``)."""
+    """A command writing more output than this is stopped."""
+    scrub: tuple[str, ...] = ()
+    """Secret values replaced by ``***`` in the log once the command ended."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,8 @@ class _Prepared:
     relock: list[str]
     """Annexed outputs that were unlocked or removed and must be annexed again."""
     warnings: tuple[str, ...] = ()
+    scratch: tuple[Path, ...] = ()
+    """Directories made for ``{tmpdir}`` (a sandbox must show them too)."""
 
 
 def execute_step(
@@ -98,12 +108,16 @@ def execute_step(
     log_path = options.log_dir / f"{step.commit[:12]}.log"
     prepared = _prepare(repo, step, context.config)
     branch = current_branch(repo)
-    exit_code = _run_command(prepared, step, log_path, options)
+    try:
+        exit_code = _run_command(prepared, step, log_path, repo.path.resolve(), options)
+    finally:
+        scrub_log(log_path, options.scrub)
     if exit_code not in (0, step.record.exit):
+        why = _limit_hit(options.sandbox, log_path)
         raise StepFailedError(
             step.commit,
             f"step {step.commit[:8]} exited with {exit_code} (recorded: {step.record.exit});"
-            f" its changes were not committed, see {log_path}",
+            f"{why} its changes were not committed, see {log_path}",
             str(log_path),
             exit_code=exit_code,
         )
@@ -150,6 +164,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
     for what, found in (("input", inputs), ("input", extra), ("output", outputs)):
         for hit in [*found.hits, *found.partial_hits]:
             confine.check(hit, f"an {what} matching", base=exec_dir, leaf=False)
+    scratch: list[Path] = []
     command = expand_command(
         record.cmd,
         inputs=inputs.command_paths,
@@ -157,6 +172,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
         pwd=str(exec_dir),
         dspath=str(root),
         substitutions=config.substitutions,
+        make_tmpdir=lambda: _new_scratch(scratch),
     )
     automatic = [*_automatic_outputs(repo, step.commit), *changed_inside(repo, step.commit)]
     for path in automatic:
@@ -180,7 +196,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
     relock = _clear_outputs(
         repo, confine, step, exec_dir, outputs.hits, command=command, automatic=automatic
     )
-    return _Prepared(command, exec_dir, relock, tuple(warnings))
+    return _Prepared(command, exec_dir, relock, tuple(warnings), tuple(scratch))
 
 
 def _confine_specs(confine: Confinement, exec_dir: Path, *spec_lists: list[str]) -> None:
@@ -195,6 +211,11 @@ def _confine_specs(confine: Confinement, exec_dir: Path, *spec_lists: list[str])
             if literal:
                 leaf = literal.rstrip("/") != spec.rstrip("/")
                 confine.check(literal, f"an {what}", base=exec_dir, leaf=leaf, shown=spec)
+
+
+def _new_scratch(made: list[Path]) -> str:
+    made.append(Path(tempfile.mkdtemp(prefix="datalad-run-")))
+    return str(made[-1])
 
 
 def _io_lists(record: RunRecord) -> dict[str, list[str]]:
@@ -442,23 +463,41 @@ def _tracked_files_under(root: Path, path: str) -> list[str]:
     return [path]
 
 
+def _limit_hit(sandbox: Sandbox | None, log_path: Path) -> str:
+    if sandbox is None:
+        return ""
+    with log_path.open("rb") as log:
+        log.seek(max(0, log_path.stat().st_size - 4096))
+        why = sandbox.explain(log.read().decode("utf-8", "replace"))
+    return f" {why};" if why else ""
+
+
 def _run_command(
-    prepared: _Prepared,
-    step: Step,
-    log_path: Path,
-    options: ExecOptions,
+    prepared: _Prepared, step: Step, log_path: Path, work_tree: Path, options: ExecOptions
 ) -> int:
-    timeout_s, cancel = options.timeout_s, options.cancel
+    sandbox = options.sandbox
+    argv = ["/bin/sh", "-c", prepared.command]
+    if sandbox is None:
+        return _run_logged(argv, prepared, step, log_path, options)
+    with sandbox.handed_over(work_tree, prepared.scratch):
+        argv = sandbox.wrap(argv, work_tree, prepared.exec_dir, scratch=prepared.scratch)
+        return _run_logged(argv, prepared, step, log_path, options)
+
+
+def _run_logged(
+    argv: list[str], prepared: _Prepared, step: Step, log_path: Path, options: ExecOptions
+) -> int:
+    timeout_s, cancel, max_log = options.timeout_s, options.cancel, options.max_log_bytes
     with log_path.open("wb") as log:
         for warning in prepared.warnings:
             log.write(f"rerund: warning: {warning}\n".encode())
         log.write(f"$ {prepared.command}\n".encode())
         log.flush()
         # Its own process group, so stopping it reaches every child it started.
-        process = start_group(["/bin/sh", "-c", prepared.command], prepared.exec_dir, log)
+        process = start_group(argv, prepared.exec_dir, log, env=options.env)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         # Without a cancel event or a log cap one blocking wait suffices; else look often.
-        slice_s = timeout_s if cancel is None and options.max_log_bytes is None else _POLL_S
+        slice_s = timeout_s if cancel is None and max_log is None else _POLL_S
         while True:
             try:
                 return process.wait(timeout=slice_s)
@@ -469,16 +508,16 @@ def _run_command(
                 raise StepCancelledError(
                     step.commit, f"step {step.commit[:8]} was interrupted", str(log_path)
                 )
-            cap = options.max_log_bytes
-            if cap is not None and os.fstat(log.fileno()).st_size > cap:
+            if max_log is not None and os.fstat(log.fileno()).st_size > max_log:
                 stop_group(process, grace_s=0)
-                log.truncate(cap)  # the log shares its offset with the killed command
-                log.seek(cap)
-                log.write(f"\nrerund: stopped after writing more than {cap} bytes\n".encode())
+                log.truncate(max_log)  # the log shares its offset with the killed command
+                log.seek(max_log)
+                why = f"more than {max_log} bytes of output (max_log_bytes)"
+                log.write(f"\nrerund: stopped: {why}\n".encode())
                 raise StepFailedError(
                     step.commit,
-                    f"step {step.commit[:8]} wrote more than {cap} bytes of output and was"
-                    f" stopped; nothing was committed, see {log_path}",
+                    f"step {step.commit[:8]} wrote more than {max_log} bytes of output and was"
+                    f" stopped (max_log_bytes); its changes were not committed, see {log_path}",
                     str(log_path),
                 )
             if deadline is not None and time.monotonic() > deadline:

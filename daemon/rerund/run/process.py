@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -30,11 +30,17 @@ GRACE_S = 5.0
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def start_group(argv: list[str], cwd: Path, output: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as the leader of a new process group, stdout and stderr to ``output``."""
+def start_group(
+    argv: list[str], cwd: Path, output: IO[bytes], *, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the leader of a new process group, stdout and stderr to ``output``.
+
+    ``env`` is the command's whole environment (``None``: this process's).
+    """
     return subprocess.Popen(
         argv,
         cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT,

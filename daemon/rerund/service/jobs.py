@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from rerund.core.dsconfig import DatasetConfig
-from rerund.core.gitrepo import GitRepo
+from rerund.core.gitrepo import NULL_SHA, GitRepo
 from rerund.core.plan import Plan, PlanOptions, plan_tip
 from rerund.core.verified import mark_reproduced
 from rerund.errors import GitError, RerundError, StepCancelledError
 from rerund.run.annexbatch import BatchAdd
 from rerund.run.execute import ExecOptions, StepContext
 from rerund.run.local import Executor
+from rerund.service import guard
 from rerund.service.publish import (
     BranchMovedError,
     RemoteRejectedError,
@@ -162,7 +163,7 @@ class JobRunner:
         if not recorded:
             log.warning("outcome not recorded: the job's lease was lost meanwhile")
 
-    async def _run(self, job: Job) -> _Outcome:
+    async def _run(self, job: Job) -> _Outcome:  # noqa: PLR0911 - one return per ending
         repo_settings = self.services.settings.repo(job.repo)
         if repo_settings is None:
             return _Outcome("failed", job.target, error=f"repository {job.repo} is not configured")
@@ -186,6 +187,13 @@ class JobRunner:
             )
             if not plan.steps:
                 return _Outcome("succeeded", target)
+            refusal, keep = await asyncio.to_thread(
+                guard.gate, self.services.store, repo, repo_settings, job, plan, target=target
+            )
+            if refusal is not None:  # SPEC §7: nothing runs, nothing is published
+                await asyncio.to_thread(self._not_run, job, len(plan.steps))
+                log.warning("refused", rule=refusal.rule, reason=refusal.reason)
+                return _Outcome("refused", keep or NULL_SHA, error=refusal.reason)
             config = await asyncio.to_thread(DatasetConfig.read, repo)
             annex_add = BatchAdd(repo)
             try:
@@ -243,12 +251,16 @@ class JobRunner:
         Returns the head after the last finished step, and the failure's message.
         """
         store = self.services.store
+        settings = self.services.settings
         options = ExecOptions(
             log_dir=self.services.settings.state_dir / "logs" / f"job-{job.id}",
             timeout_s=self.services.settings.step_timeout_s,
             cancel=self.cancel,
             max_log_bytes=self.services.settings.max_log_bytes,
         )
+        repo_settings = settings.repo(job.repo)
+        if repo_settings is not None:
+            options = guard.confine(options, settings, repo_settings)
         for position, step in enumerate(plan.steps):
             self._check_lease()
             structlog.contextvars.bind_contextvars(step=step.commit[:12])
@@ -286,6 +298,10 @@ class JobRunner:
             )
         structlog.contextvars.unbind_contextvars("step")
         return head, None
+
+    def _not_run(self, job: Job, count: int) -> None:
+        for position in range(count):
+            self.services.store.update_step(job.id, position, state="not-run")
 
     def _step_failed(
         self, job: Job, position: int, plan: Plan, exc: RerundError, options: ExecOptions

@@ -29,6 +29,7 @@ from rerund.core.gitrepo import NULL_SHA
 from rerund.core.plan import Plan
 from rerund.errors import ConfigError, GitError, RerundError
 from rerund.run.local import LocalExecutor
+from rerund.service.guard import startup_checks
 from rerund.service.jobids import job_id_floor
 from rerund.service.jobs import JobRunner, JobServices, retry_delay_s
 from rerund.service.metrics import Metrics
@@ -144,6 +145,7 @@ class Service:
         loop.set_default_executor(
             ThreadPoolExecutor(settings.max_concurrent_steps + _SPARE_THREADS, "rerund")
         )
+        await asyncio.to_thread(startup_checks, settings)
         self.store = await asyncio.to_thread(Store, settings.state_dir / "rerund.sqlite")
         if not await asyncio.to_thread(self.store.jobs, limit=1):  # a new or lost store
             floor = await asyncio.to_thread(job_id_floor, settings)
@@ -429,7 +431,12 @@ class Service:
             log.info("spool file read", file=path.name, updates=len(updates))
             for update in updates:
                 await self.record_event(
-                    update.repo, update.branch, update.old, update.new, source="hook"
+                    update.repo,
+                    update.branch,
+                    update.old,
+                    update.new,
+                    source="hook",
+                    pusher=update.pusher,
                 )
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -455,13 +462,14 @@ class Service:
         source: str,
         delivery_id: str | None = None,
         force: bool = False,
+        pusher: str | None = None,
     ) -> EventResult:
         """Store a push notification durably; wake a worker when it brings work.
 
         Notifications arriving together are written in one transaction by the
         event writer, so a burst of webhooks costs one disk sync, not one each.
         """
-        note = Notification(repo, branch, old, new, source, delivery_id, force)
+        note = Notification(repo, branch, old, new, source, delivery_id, force, pusher)
         answer: asyncio.Future[EventResult] = asyncio.get_running_loop().create_future()
         self._pending_events.append((note, answer))
         self._events_waiting.set()

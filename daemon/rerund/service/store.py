@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from rerund.core.gitrepo import NULL_SHA
 
-JobState = Literal["queued", "running", "succeeded", "failed", "superseded"]
+JobState = Literal["queued", "running", "succeeded", "failed", "superseded", "refused"]
 StepState = Literal["pending", "running", "committed", "identical", "failed", "not-run"]
 
 _SCHEMA = """
@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (job_id, position)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pushers (
+    event_id INTEGER PRIMARY KEY, pusher TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tips (
     repo TEXT NOT NULL, branch TEXT NOT NULL, handled TEXT, published TEXT,
     PRIMARY KEY (repo, branch)
@@ -67,6 +70,8 @@ class Notification:
     delivery_id: str | None = None
     force: bool = False
     """A manual trigger: plan even a tip that was handled already."""
+    pusher: str | None = None
+    """Who pushed, as the forge or the git server authenticated them (for ``trust``)."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,7 @@ class Store:
         ):
             return EventResult("duplicate", None)
         result = self._route(db, note.repo, note.branch, note.new, now, force=note.force)
-        db.execute(
+        cursor = db.execute(
             "INSERT INTO events (repo, branch, old, new, source, delivery_id, received_at,"
             " outcome, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -191,6 +196,11 @@ class Store:
                 result.job_id,
             ),
         )
+        if note.pusher is not None:
+            db.execute(
+                "INSERT INTO pushers (event_id, pusher) VALUES (?, ?)",
+                (cursor.lastrowid, note.pusher),
+            )
         return result
 
     def _route(
@@ -474,3 +484,35 @@ class Store:
                 "SELECT COUNT(*) FROM events WHERE delivery_id = ?", (delivery_id,)
             ).fetchone()
         return int(row[0])
+
+    # -- trust ------------------------------------------------------------------------
+
+    def pushers_since_handled(self, repo: str, branch: str, tip: str) -> list[str | None]:
+        """Who made each push of ``branch`` since a job last ran there, and of ``tip``.
+
+        ``None`` stands for a push seen without an identity (watcher, scan, manual
+        trigger); rerund's own pushes are left out.
+        """
+        with self._lock:
+            last = self._db.execute(
+                "SELECT MAX(finished_at) FROM jobs WHERE repo = ? AND branch = ?"
+                " AND state = 'succeeded'",
+                (repo, branch),
+            ).fetchone()[0]
+            rows = self._db.execute(
+                "SELECT p.pusher FROM events AS e LEFT JOIN pushers AS p ON p.event_id = e.id"
+                " WHERE e.repo = ? AND e.branch = ? AND e.outcome NOT IN ('own-push', 'deleted')"
+                " AND (e.received_at > ? OR e.new = ?)",
+                (repo, branch, last or 0.0, tip),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def own_commits(self, repo: str) -> set[str]:
+        """Commits rerund itself wrote for ``repo`` (trusted: they are its own reruns)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.new_commit FROM steps AS s JOIN jobs AS j ON j.id = s.job_id"
+                " WHERE j.repo = ? AND s.new_commit IS NOT NULL",
+                (repo,),
+            ).fetchall()
+        return {str(row[0]) for row in rows}

@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 
 from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
+from rerund.service.hygiene import NO_HOOKS
 from rerund.service.retry import transient_git
 from rerund.settings import RepoSettings
 
@@ -24,6 +25,7 @@ COMMITTER = {
     "GIT_AUTHOR_EMAIL": "rerund@localhost",
     "GIT_COMMITTER_NAME": "rerund",
     "GIT_COMMITTER_EMAIL": "rerund@localhost",
+    **NO_HOOKS,
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import grp
 import os
+import pwd
 import re
 import stat
 import time
@@ -45,6 +46,8 @@ class RefUpdate:
     branch: str
     old: str
     new: str
+    pusher: str | None = None
+    """Who pushed, as far as the file's owner vouches for it (see :func:`_vouched`)."""
 
 
 class SpoolRejectedError(Exception):
@@ -74,19 +77,42 @@ def read(path: Path, repos: tuple[RepoSettings, ...]) -> list[RefUpdate]:
     if repo is None:
         named = lines[0][5:][:200]
         raise SpoolRejectedError(f"names a repository rerund does not serve: {named!r}")
-    if owner not in _allowed_owners(repo):
-        raise SpoolRejectedError(f"written by uid {owner}: not rerund, not the repository's owner")
+    pusher = _vouched(owner, repo, _claimed_pusher(lines))
     updates = []
     for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
+        if not line.strip() or (number == 2 and line.startswith("pusher ")):
             continue
         match = _LINE.fullmatch(line.strip())
         if match is None or ref_problem(match.group(3)) is not None:
             raise SpoolRejectedError(f"line {number} is not '<old> <new> <ref>': {line[:200]!r}")
         old, new, ref = match.groups()
         if ref == f"refs/heads/{repo.branch}":
-            updates.append(RefUpdate(repo.name, repo.branch, old, new))
+            updates.append(RefUpdate(repo.name, repo.branch, old, new, pusher))
     return updates
+
+
+def _claimed_pusher(lines: list[str]) -> str | None:
+    """The hook's ``pusher NAME`` line (GL_USERNAME, GITEA_PUSHER_NAME or the Unix user)."""
+    second = lines[1] if len(lines) > 1 else ""
+    if not second.startswith("pusher "):
+        return None
+    return second[7:].strip()[:200] or None
+
+
+def _vouched(owner: int, repo: RepoSettings, claimed: str | None) -> str | None:
+    """Who pushed, as far as the spool file's owner can vouch for it.
+
+    Every member of the spool's group can write a file, so a claim is believed
+    only from rerund's own account, root, or the account that owns the bare
+    repository (a forge's service account, which sets ``GL_USERNAME`` or
+    ``GITEA_PUSHER_NAME``); anyone else's file names its owner, whatever it claims.
+    """
+    if owner in _vouching_owners(repo):
+        return claimed
+    try:
+        return pwd.getpwuid(owner).pw_name
+    except KeyError:
+        return str(owner)
 
 
 def _read_regular_file(path: Path) -> tuple[bytes, int]:
@@ -124,8 +150,8 @@ def _kind(mode: int) -> str:
     return next((name for test, name in kinds.items() if test(mode)), "not a file")
 
 
-def _allowed_owners(repo: RepoSettings) -> set[int]:
-    owners = {os.geteuid()}
+def _vouching_owners(repo: RepoSettings) -> set[int]:
+    owners = {0, os.geteuid()}
     if repo.local_path is not None:
         with contextlib.suppress(OSError):
             owners.add(repo.local_path.stat().st_uid)

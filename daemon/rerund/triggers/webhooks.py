@@ -81,6 +81,9 @@ class PushEvent:
     """The commit the ref points at now; all zeros when it was deleted."""
     repository: str
     """The repository as the forge names it (``owner/name``, ``group/sub/project``)."""
+    pusher: str | None = None
+    """The account the forge authenticated for the push (GitHub ``sender.login`` or
+    ``pusher.name``, GitLab ``user_username``, Gitea/Forgejo ``pusher.login``)."""
 
     @property
     def branch(self) -> str | None:
@@ -258,6 +261,7 @@ def parse(
         before=before,
         after=after,
         repository=_string(payload, *forge.repository_field),
+        pusher=_pusher(provider, payload),
     )
 
 
@@ -383,6 +387,25 @@ def _string(payload: Mapping[str, object], *path: str) -> str:
         got = "an empty string" if node == "" else _json_type(node)
         raise WebhookError(f"field '{'.'.join(path)}' must be a non-empty string, not {got}", 400)
     return node
+
+
+_PUSHER_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "github": (("sender", "login"), ("pusher", "name")),
+    "gitlab": (("user_username",),),
+    "gitea": (("pusher", "login"), ("pusher", "username")),
+    "forgejo": (("pusher", "login"), ("pusher", "username")),
+}
+
+
+def _pusher(provider: str, payload: Mapping[str, object]) -> str | None:
+    """Who pushed, by the forge's account name; None when the payload does not say."""
+    for path in _PUSHER_FIELDS[provider]:
+        node: object = payload
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str) and node:
+            return node
+    return None
 
 
 def _object_id(payload: Mapping[str, object], field: str) -> str:

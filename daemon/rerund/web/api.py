@@ -8,7 +8,6 @@ the configuration.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +33,7 @@ from rerund.triggers.webhooks import (
     verify,
 )
 from rerund.web import verification_api
+from rerund.web.access import refuse_reader, refuse_writer
 from rerund.web.dashboard import Dashboard
 
 
@@ -56,6 +56,7 @@ class Daemon(Protocol):
         source: str,
         delivery_id: str | None = None,
         force: bool = False,
+        pusher: str | None = None,
     ) -> EventResult: ...
 
     async def current_plan(self, repo: RepoSettings) -> Plan: ...
@@ -155,6 +156,7 @@ async def webhook(request: web.Request) -> web.Response:  # noqa: PLR0911 - one 
         event.after,
         source=provider,
         delivery_id=event.delivery_id,
+        pusher=event.pusher,
     )
     service.metrics.deliveries.labels(provider, result.outcome).inc()
     return web.json_response({"outcome": result.outcome, "job": result.job_id}, status=202)
@@ -215,6 +217,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def job_detail(request: web.Request) -> web.Response:
+    if (refused := refuse_reader(request, _service(request).settings)) is not None:
+        return refused
     store = _service(request).db
     job_id = _job_id(request)
     job = await asyncio.to_thread(store.job, job_id)
@@ -232,6 +236,8 @@ async def job_log(request: web.Request) -> web.StreamResponse:
     ``?step=N`` picks one step; ``?tail=BYTES`` sends only the end of each log,
     ``?offset=BYTES`` only what follows that point (to follow a log as it grows).
     """
+    if (refused := refuse_reader(request, _service(request).settings)) is not None:
+        return refused
     store = _service(request).db
     job_id = _job_id(request)
     if await asyncio.to_thread(store.job, job_id) is None:
@@ -306,7 +312,7 @@ async def repo_plan(request: web.Request) -> web.Response:
 
 async def trigger(request: web.Request) -> web.Response:
     service = _service(request)
-    refused = _refuse_without_token(request, service.settings.api_token)
+    refused = refuse_writer(request, service.settings.api_token)
     if refused is not None:
         return refused
     repo = await service.find_repo(request.match_info["name"])
@@ -322,17 +328,6 @@ async def trigger(request: web.Request) -> web.Response:
         repo.name, repo.branch, tip, tip, source="manual", force=True
     )
     return web.json_response({"outcome": result.outcome, "job": result.job_id}, status=202)
-
-
-def _refuse_without_token(request: web.Request, token: str | None) -> web.Response | None:
-    if token is None:
-        return _error(403, "no API token is configured (http.token); mutating endpoints are off")
-    given = request.headers.get("Authorization", "")
-    if not given.startswith("Bearer "):
-        return _error(401, "send 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(given[7:].encode(), token.encode()):
-        return _error(403, "wrong token")
-    return None
 
 
 def _job_id(request: web.Request) -> int:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from rerund.service.verification import Verification
 from rerund.settings import RepoSettings
-from rerund.web.auth import refuse_without_token
+from rerund.web.access import refuse_writer
 from rerund.web.badge import badge_state, badge_svg
 
 
@@ -28,7 +28,7 @@ def routes(service_key: web.AppKey[Any]) -> list[web.RouteDef]:
 
     async def request_verification(request: web.Request) -> web.Response:
         service, repo = parts(request)
-        refused = refuse_without_token(request, service.settings.api_token)
+        refused = refuse_writer(request, service.settings.api_token)
         if refused is not None:
             return refused
         if repo is None:
