@@ -145,7 +145,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
                 env,
             )
         )  # fmt: skip
-        _wait_for(lambda: (munge_dir / "munge.socket").exists(), 10, "munged", munge_dir / "log")
+        _wait_for((munge_dir / "munge.socket").exists, 10, "munged", munge_dir / "log")
         processes.append(_start(["slurmctld", "-D", "-i"], env))
         processes.append(_start(["slurmd", "-D", "-N", node], env))
         _wait_for(lambda: _node_idle(cluster), 30, "slurmd", root / "slurmd.log")
@@ -157,7 +157,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
 
 
 def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - fixed argv of Slurm's daemons
+    return subprocess.Popen(
         argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
 

@@ -14,10 +14,10 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
 from rerund.core.dsconfig import DatasetConfig
 from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
@@ -40,6 +40,28 @@ Outcome = Literal["committed", "identical"]
 
 
 @dataclass(frozen=True)
+class StepScope:
+    """Which job and step of the daemon's a step is (executors that keep state use it)."""
+
+    repo: str
+    branch: str
+    job_id: int
+    position: int
+    superseded: Callable[[], bool] = lambda: False
+    """True once a newer push made this job's work moot (cluster work is then cancelled)."""
+
+
+class CommandRunner(Protocol):
+    """Runs a prepared step's command somewhere; the local default is a child process."""
+
+    def attached(self, step: Step, head: str) -> PreparedStep | None:
+        """A command already started for this step on ``head`` (before a restart), if any."""
+
+    def run(self, prepared: PreparedStep, step: Step, log_path: Path, options: ExecOptions) -> int:
+        """Run (or wait for) the command; its output goes to ``log_path``; the exit code."""
+
+
+@dataclass(frozen=True)
 class ExecOptions:
     log_dir: Path
     timeout_s: float | None = None
@@ -47,6 +69,9 @@ class ExecOptions:
     """Set by a shutting-down service: the running command is stopped, nothing saved."""
     max_log_bytes: int | None = None
     """A command writing more than this to its log is stopped (checked with ``cancel``)."""
+    runner: CommandRunner | None = None
+    """Where the command runs; ``None``: a local process (the executor sets it)."""
+    scope: StepScope | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +99,7 @@ class StepResult:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedStep:
     command: str
     exec_dir: Path
     relock: list[str]
@@ -94,8 +119,12 @@ def execute_step(
     started = time.monotonic()
     options.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = options.log_dir / f"{step.commit[:12]}.log"
-    prepared = _prepare(repo, step, context.config)
-    exit_code = _run_command(prepared, step, log_path, options)
+    runner = options.runner
+    prepared = runner.attached(step, head) if runner is not None else None
+    if prepared is None:
+        prepared = _prepare(repo, step, context.config)
+    run = runner.run if runner is not None else _run_command
+    exit_code = run(prepared, step, log_path, options)
     if exit_code not in (0, step.record.exit):
         raise StepFailedError(
             step.commit,
@@ -124,7 +153,7 @@ def execute_step(
     )
 
 
-def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
+def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> PreparedStep:
     record = step.record
     confine = Confinement(repo.path, step.commit, repo.common_dir)
     root = confine.root
@@ -175,7 +204,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
     relock = _clear_outputs(
         repo, confine, step, exec_dir, outputs.hits, command=command, automatic=automatic
     )
-    return _Prepared(command, exec_dir, relock, tuple(warnings))
+    return PreparedStep(command, exec_dir, relock, tuple(warnings))
 
 
 def _confine_specs(confine: Confinement, exec_dir: Path, *spec_lists: list[str]) -> None:
@@ -368,7 +397,7 @@ def _tracked_files_under(root: Path, path: str) -> list[str]:
 
 
 def _run_command(
-    prepared: _Prepared,
+    prepared: PreparedStep,
     step: Step,
     log_path: Path,
     options: ExecOptions,

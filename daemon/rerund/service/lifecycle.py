@@ -31,10 +31,13 @@ from rerund.core.gitrepo import NULL_SHA, GitRepo
 from rerund.core.plan import Plan
 from rerund.errors import ConfigError, GitError, RerundError
 from rerund.run.local import LocalExecutor
+from rerund.run.slurm import SlurmExecutor
+from rerund.service.executors import ByRepository
 from rerund.service.jobids import job_id_floor
 from rerund.service.jobs import JobRunner, JobServices, compute_plan, retry_delay_s
 from rerund.service.metrics import Metrics
 from rerund.service.notify import sd_notify, watchdog_interval_s
+from rerund.service.slurmjournal import SlurmJournalStore
 from rerund.service.statelock import StateLock
 from rerund.service.store import EventResult, Job, Notification, Store
 from rerund.service.workspace import read_remote_tip
@@ -69,6 +72,7 @@ class Service:
         self._make_app = make_app
         self.metrics = Metrics()
         self.store: Store | None = None
+        self.slurm_journal: SlurmJournalStore | None = None
         self._should_exit = asyncio.Event()
         self._reload = asyncio.Event()
         self._work_available = asyncio.Event()
@@ -137,6 +141,9 @@ class Service:
             ThreadPoolExecutor(settings.max_concurrent_steps + _SPARE_THREADS, "rerund")
         )
         self.store = await asyncio.to_thread(Store, settings.state_dir / "rerund.sqlite")
+        journal = self.slurm_journal = await asyncio.to_thread(
+            SlurmJournalStore, settings.state_dir / "rerund.sqlite"
+        )
         if not await asyncio.to_thread(self.store.jobs, limit=1):  # a new or lost store
             floor = await asyncio.to_thread(job_id_floor, settings)
             await asyncio.to_thread(self.store.raise_job_id_floor, floor)
@@ -164,7 +171,16 @@ class Service:
         services = self._services = JobServices(
             settings=settings,
             store=self.store,
-            executor=LocalExecutor(settings.max_concurrent_steps),
+            executor=ByRepository(
+                lambda: self.settings,
+                LocalExecutor(settings.max_concurrent_steps),
+                SlurmExecutor(
+                    lambda name: self.settings.repo(name),  # noqa: PLW0108 - reloaded settings
+                    journal,
+                    settings.state_dir,
+                    settings.max_concurrent_steps,
+                ),
+            ),
             step_slots=asyncio.Semaphore(settings.max_concurrent_steps),
             cancel=self._cancel_steps,
         )
@@ -229,6 +245,9 @@ class Service:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.slurm_journal is not None:
+            self.slurm_journal.close()
+            self.slurm_journal = None
         if self._state_lock is not None:
             self._state_lock.release()
             self._state_lock = None
