@@ -205,3 +205,60 @@ def test_step_over_its_time_limit_says_so(
         assert "time limit (1)" in job["error"]
     finally:
         daemon.stop()
+
+
+def running_slurm_id(state_dir: Path) -> str:
+    """The Slurm id of a step the daemon sees running, once there is one."""
+    found = wait_for(
+        lambda: next((s[2] for s in submissions(state_dir) if s[1] == "RUNNING"), None),
+        60,
+        "a step to run on Slurm",
+    )
+    return str(found)
+
+
+def test_step_cancelled_by_someone_else_fails_with_the_reason(
+    slurm: SlurmCluster, pipeline: Dataset, tmp_path: Path
+) -> None:
+    """An scancel by someone else fails the step and says so; nothing is published."""
+    lab = slurm_lab(tmp_path, pipeline)
+    daemon = Daemon(lab, env={**slurm.env, "SLOW_STEP_S": "30"}).start()
+    try:
+        wait_for(daemon.scanned, 60, "the start-up scan")
+        fix = lab.push_fix()
+        slurm.run("scancel", running_slurm_id(lab.root / "state"))
+        job = finished_job(daemon, fix)
+        assert job["state"] == "failed"
+        assert "cancelled on the cluster, not by rerund" in job["error"]
+        assert lab.tip() == fix
+    finally:
+        daemon.stop()
+
+
+def test_step_lost_with_its_node_is_submitted_again(
+    slurm: SlurmCluster, pipeline: Dataset, tmp_path: Path
+) -> None:
+    """A job ended NODE_FAIL (its node went down) is resubmitted once the node is back."""
+    lab = slurm_lab(tmp_path, pipeline)
+    daemon = Daemon(lab, env={**slurm.env, "SLOW_STEP_S": "5"}).start()
+    try:
+        wait_for(daemon.scanned, 60, "the start-up scan")
+        fix = lab.push_fix()
+        first = running_slurm_id(lab.root / "state")
+        node = f"nodename={slurm.node}"
+        slurm.run("scontrol", "update", node, "state=down", "reason=rerund-test")
+        try:
+            wait_for(
+                lambda: "JobState=NODE_FAIL" in slurm.run("scontrol", "show", "job", "-o", first),
+                30,
+                "the job to be lost with its node",
+            )
+        finally:
+            slurm.run("scontrol", "update", node, "state=resume")
+        job = finished_job(daemon, fix)
+        assert job["state"] == "succeeded", job
+        assert lab.subjects_since(fix) == RERUNS
+        clean = job["steps"][0]["slurm"]
+        assert clean["retries"] == 1 and clean["slurm_id"] != first
+    finally:
+        daemon.stop()
