@@ -31,7 +31,6 @@ from helpers import Dataset, datalad, git
 from service_helpers import Daemon, make_lab, wait_for
 from slurm_cluster import SlurmCluster, slurm_cluster
 
-
 _WAITING = ("PENDING", "RUNNING", "COMPLETING")
 
 
