@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Dataset, git
+from helpers import Dataset, git, run
 from service_helpers import Daemon, Lab, make_lab, rerund_cli, wait_for
 from slurm_cluster import SlurmCluster
 
@@ -262,3 +262,37 @@ def test_step_lost_with_its_node_is_submitted_again(
         assert clean["retries"] == 1 and clean["slurm_id"] != first
     finally:
         daemon.stop()
+
+
+def test_annexed_pipeline_on_slurm_matches_a_local_run(
+    slurm: SlurmCluster, annexed_pipeline: Dataset, tmp_path: Path
+) -> None:
+    """Every file annexed: the Slurm steps' worktrees share the annex; same tree as locally."""
+    trees = []
+    for name, extra in (
+        ("local", ""),
+        ("slurm", 'executor = "slurm"\nslurm = { poll_interval_s = 0.2 }\n'),
+    ):
+        lab = make_lab(tmp_path / name, annexed_pipeline, annex_remote=True, extra=extra)
+        daemon = Daemon(lab, env=slurm.env).start()
+        try:
+            wait_for(daemon.scanned, 60, "the start-up scan")
+            user = lab.user
+            user.git("pull", "-q", "--ff-only", "origin", "main")
+            user.write("raw/data.txt", "# measurements\n3\n1\n2\n10\n")
+            user.git("commit", "-qam", "fix raw data")
+            # The content first, as a user's `datalad push` would, then the branch.
+            run("git", "annex", "copy", "-q", "--to", "origin", ".", cwd=user.path)
+            user.git("push", "-q", "origin", "HEAD:main")
+            fix = user.head()
+            job = finished_job(daemon, fix)
+            assert job["state"] == "succeeded", job
+            assert lab.subjects_since(fix) == RERUNS
+            trees.append(git("rev-parse", "refs/heads/main^{tree}", cwd=lab.bare))
+        finally:
+            daemon.stop()
+        clone = tmp_path / f"{name}-clone"
+        git("clone", "-q", str(lab.bare), str(clone), cwd=tmp_path)
+        run("git", "annex", "get", "-q", "report.txt", cwd=clone)
+        assert "rows and total: 4 16" in (clone / "report.txt").read_text()
+    assert trees[0] == trees[1]
