@@ -173,9 +173,23 @@ class Slurm:
         done = self._run("scontrol", "show", "job", "-o", slurm_id)
         if done.returncode != 0:
             if "Invalid job id" in done.stderr:
-                return None
+                return self.accounted(slurm_id)
             raise RerundError(f"scontrol show job {slurm_id} failed: {done.stderr.strip()}")
         return JobInfo.parse(done.stdout)
+
+    def accounted(self, slurm_id: str) -> JobInfo | None:
+        """The job as ``sacct`` remembers it, where the cluster keeps accounting."""
+        fields = "State,ExitCode,NodeList,Submit,Start"
+        done = self._run("sacct", "-n", "-P", "-X", "-j", slurm_id, "-o", fields)
+        line = done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout else ""
+        parts = line.split("|")
+        if len(parts) != len(fields.split(",")):
+            return None  # no accounting here, or no such job
+        state, exit_code, node, submit, start = parts
+        return JobInfo.parse(
+            f"JobState={state.split()[0]} ExitCode={exit_code} NodeList={node or '(null)'}"
+            f" SubmitTime={submit} StartTime={start}"
+        )
 
     def find(self, name: str) -> str | None:
         """A job of that name Slurm still knows (submitted just before a crash)."""
