@@ -151,6 +151,10 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return max(0.0, last - first)
 
 
+class SlurmUnreachableError(RerundError):
+    """A Slurm command could not be run or did not answer."""
+
+
 class Slurm:
     """Slurm's own commands, with the daemon's environment (``SLURM_CONF`` and all)."""
 
@@ -160,7 +164,7 @@ class Slurm:
                 args, input=stdin, capture_output=True, text=True, check=False, timeout=60
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RerundError(f"cannot run {args[0]}: {exc}") from exc
+            raise SlurmUnreachableError(f"cannot run {args[0]}: {exc}") from exc
 
     def submit(self, argv: list[str], script: str) -> str:
         done = self._run("sbatch", "--parsable", *argv, stdin=script)
@@ -174,7 +178,9 @@ class Slurm:
         if done.returncode != 0:
             if "Invalid job id" in done.stderr:
                 return self.accounted(slurm_id)
-            raise RerundError(f"scontrol show job {slurm_id} failed: {done.stderr.strip()}")
+            raise SlurmUnreachableError(
+                f"scontrol show job {slurm_id} failed: {done.stderr.strip()}"
+            )
         return JobInfo.parse(done.stdout)
 
     def accounted(self, slurm_id: str) -> JobInfo | None:
@@ -238,6 +244,7 @@ class SlurmExecutor:
             if reused is not None:
                 return reused
         base = repo_settings.slurm
+        resources = StepResources.read(repo, head).for_step(step, base)
         workdir = base.workdir or self._state_dir / "slurm"
         key = f"{step.commit[:12]}-{head[:12]}"
         tree = workdir / repo_settings.slug / key
@@ -256,7 +263,6 @@ class SlurmExecutor:
                 prepared="",
             )
         entry.job_id, entry.position = scope.job_id, scope.position
-        resources = StepResources.read(repo, head).for_step(step, base)
         command = _SlurmCommand(self._slurm, self._journal, entry, resources, scope, live=live)
         tree_repo = GitRepo(tree, env=dict(repo.env))
         try:
@@ -393,7 +399,7 @@ class _SlurmCommand:
                 self._submit(prepared)
                 continue
             break
-        self._copy_output(prepared, log_path)
+        self._copy_output(prepared, log_path, options.max_log_bytes)
         return self._exit_code(step, info, log_path)
 
     def _submit(self, prepared: PreparedStep) -> None:
@@ -434,12 +440,18 @@ class _SlurmCommand:
             return None
         interval = self._resources.poll_interval_s
         while True:
-            info = self._slurm.show(entry.slurm_id)
+            try:
+                info = self._slurm.show(entry.slurm_id)
+            except SlurmUnreachableError as exc:
+                # The controller restarting is no verdict on the job: keep waiting for it.
+                log.warning("slurm did not answer; still waiting", error=str(exc))
+                info = JobInfo("UNREACHABLE", "", entry.node, 0, 0)
             if info is None:
                 return None
-            self._observe(info)
-            if info.state not in _ACTIVE:
-                return info
+            if info.state != "UNREACHABLE":
+                self._observe(info)
+                if info.state not in _ACTIVE:
+                    return info
             deadline = time.monotonic() + interval
             while time.monotonic() < deadline:
                 if options.cancel is not None and options.cancel.is_set():
@@ -474,7 +486,7 @@ class _SlurmCommand:
             entry.state, entry.node, entry.reason = info.state, info.node, info.reason
             self._journal.save(entry)
 
-    def _copy_output(self, prepared: PreparedStep, log_path: Path) -> None:
+    def _copy_output(self, prepared: PreparedStep, log_path: Path, cap: int | None) -> None:
         entry = self._entry
         with log_path.open("wb") as log_file:
             for warning in prepared.warnings:
@@ -484,7 +496,9 @@ class _SlurmCommand:
             out = Path(entry.out_path)
             if out.exists():
                 with out.open("rb") as source:
-                    shutil.copyfileobj(source, log_file)
+                    log_file.write(source.read(cap) if cap is not None else source.read())
+                if cap is not None and out.stat().st_size > cap:
+                    log_file.write(f"\nrerund: output cut after {cap} bytes\n".encode())
 
     def _exit_code(self, step: Step, info: JobInfo | None, log_path: Path) -> int:
         entry = self._entry
