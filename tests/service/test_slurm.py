@@ -297,3 +297,41 @@ def test_annexed_pipeline_on_slurm_matches_a_local_run(
         run("git", "annex", "get", "-q", "report.txt", cwd=clone)
         assert "rows and total: 4 16" in (clone / "report.txt").read_text()
     assert trees[0] == trees[1]
+
+
+def test_step_waiting_in_the_queue_is_visible(
+    slurm: SlurmCluster, pipeline: Dataset, tmp_path: Path
+) -> None:
+    """A step pending in Slurm shows in /metrics, the job's JSON and `rerund jobs`, then runs."""
+    lab = slurm_lab(tmp_path, pipeline)
+    daemon = Daemon(lab, env=slurm.env).start()
+    node = f"nodename={slurm.node}"
+    try:
+        wait_for(daemon.scanned, 60, "the start-up scan")
+        slurm.run("scontrol", "update", node, "state=drain", "reason=rerund-test")
+        try:
+            fix = lab.push_fix()
+            wait_for(
+                lambda: any(s[1] == "PENDING" for s in submissions(lab.root / "state")),
+                60,
+                "the step to wait in Slurm's queue",
+            )
+            assert "rerund_slurm_steps_pending 1.0" in daemon.get("/metrics")
+            job = next(j for j in daemon.jobs() if j["target"] == fix)
+            pending = job["slurm"][0]
+            assert pending["state"] == "PENDING" and pending["node"] is None
+            wait_for(
+                lambda: (
+                    daemon.get(f"/api/jobs/{job['id']}")["steps"][0]["slurm"]["queue_wait_s"] > 0.5
+                ),
+                10,
+                "the queue wait to grow",
+            )
+            listing = rerund_cli("jobs", "--url", daemon.base, cwd=lab.root).stdout
+            assert f"slurm {pending['slurm_id']} PENDING, queued" in listing
+        finally:
+            slurm.run("scontrol", "update", node, "state=resume", check=False)
+        assert finished_job(daemon, fix)["state"] == "succeeded"
+        assert "rerund_slurm_steps_pending 0.0" in daemon.get("/metrics")
+    finally:
+        daemon.stop()
