@@ -121,3 +121,7 @@ class PublishError(RerundError):
 
 class StepCancelledError(StepFailedError):
     """A step was stopped because the service is shutting down; its job runs again later."""
+
+
+class StepSupersededError(StepFailedError):
+    """A newer push made the step's job moot; its cluster work was cancelled."""

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rerund.core.dsconfig import DriftPolicy
 from rerund.errors import ConfigError
@@ -21,6 +21,24 @@ from rerund.security import RepoSecurity, SandboxMode, read_sandbox, read_securi
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _SECRETS = ("github_secret", "gitlab_token", "gitea_secret", "forgejo_secret")
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """How steps are handed to Slurm (the ``[slurm]`` table, a repository's ``slurm``)."""
+
+    partition: str | None = None
+    time: str | None = None
+    """Slurm's own syntax (``30``, ``2:00:00``, ``1-0``); ``None``: the partition's default."""
+    mem: str | None = None
+    cpus_per_task: int | None = None
+    extra_args: tuple[str, ...] = ()
+    workdir: Path | None = None
+    """A directory the compute nodes share; Slurm-run steps' work trees live there."""
+    poll_interval_s: float = 5.0
+
+
+Executor = Literal["local", "slurm"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,9 @@ class RepoSettings:
     """Watch the remote's refs on disk (only for local bare repositories)."""
     forge_name: str | None = None
     """The repository as the forge names it (``owner/name``); deliveries must name it."""
+    executor: Executor = "local"
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    """The top-level ``[slurm]`` defaults with this repository's ``slurm`` on top."""
 
     @property
     def slug(self) -> str:
@@ -149,7 +170,10 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
     security = read_security(guard, base, RepoSecurity())
     host, port = parse_listen(http.string("listen", "127.0.0.1:8080"))
     repos_dir = reader.optional_string("repos_dir")
-    repos = tuple(_repo(item, i, base, security) for i, item in enumerate(reader.array("repos")))
+    slurm = _slurm(reader.table("slurm"), "slurm.", base, SlurmSettings())
+    repos = tuple(
+        _repo(item, i, base, security, slurm) for i, item in enumerate(reader.array("repos"))
+    )
     names = [repo.name for repo in repos]
     duplicate = next((name for name in names if names.count(name) > 1), None)
     if duplicate is not None:
@@ -181,7 +205,30 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
     return settings
 
 
-def _repo(item: object, position: int, base: Path, default: RepoSecurity) -> RepoSettings:
+def _slurm(data: Mapping[str, Any], where: str, base: Path, under: SlurmSettings) -> SlurmSettings:
+    """``data`` over ``under``: every key given replaces the default's value."""
+    reader = _Reader(data, where)
+    extra = reader.array("extra_args")
+    if not all(isinstance(arg, str) for arg in extra):
+        raise ConfigError(f"{where}extra_args must be a list of strings")
+    workdir = reader.optional_string("workdir")
+    cpus = reader.integer("cpus_per_task", 0, minimum=1) if "cpus_per_task" in data else None
+    settings = SlurmSettings(
+        partition=reader.optional_string("partition") or under.partition,
+        time=reader.optional_string("time") or under.time,
+        mem=reader.optional_string("mem") or under.mem,
+        cpus_per_task=cpus or under.cpus_per_task,
+        extra_args=tuple(str(arg) for arg in extra) if "extra_args" in data else under.extra_args,
+        workdir=(base / workdir).resolve() if workdir else under.workdir,
+        poll_interval_s=reader.number("poll_interval_s", under.poll_interval_s),
+    )
+    reader.reject_unknown()
+    return settings
+
+
+def _repo(
+    item: object, position: int, base: Path, default: RepoSecurity, slurm: SlurmSettings
+) -> RepoSettings:
     where = f"repos[{position}]."
     if not isinstance(item, dict):
         raise ConfigError(f"repos[{position}] must be a table")
@@ -207,9 +254,19 @@ def _repo(item: object, position: int, base: Path, default: RepoSecurity) -> Rep
         forge_name=reader.optional_string("forge_name"),
         verify_every_s=_duration(reader, "verify_every"),
         security=read_security(reader, base, default),
+        executor=_executor(reader.string("executor", "local"), where),
+        slurm=_slurm(reader.table("slurm"), f"{where}slurm.", base, slurm),
     )
     reader.reject_unknown()
     return repo
+
+
+def _executor(value: str, where: str) -> Executor:
+    if value == "local":
+        return "local"
+    if value == "slurm":
+        return "slurm"
+    raise ConfigError(f"{where}executor must be 'local' or 'slurm', not {value!r}")
 
 
 def _group(name: str | None) -> str | None:

@@ -45,7 +45,18 @@ def _outcome(job: dict[str, Any]) -> str:
         parts.append(f"finished steps kept on {job['side_ref']}")
     if job.get("error"):
         parts.append(str(job["error"]))
+    parts.extend(_slurm(entry) for entry in job.get("slurm") or [])
     return "; ".join(parts)
+
+
+def _slurm(entry: dict[str, Any]) -> str:
+    """One step's Slurm job: ``step 1: slurm 42 RUNNING on node7, queued 3.1 s``."""
+    text = f"step {entry['position']}: slurm {entry.get('slurm_id') or '-'} {entry['state']}"
+    if entry.get("node"):
+        text += f" on {entry['node']}"
+    if entry.get("queue_wait_s") is not None:
+        text += f", queued {entry['queue_wait_s']:.1f} s"
+    return text
 
 
 def format_status(health: dict[str, Any]) -> str:

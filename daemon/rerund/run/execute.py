@@ -15,10 +15,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
 from rerund.core.dsconfig import DatasetConfig
 from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
@@ -44,6 +44,28 @@ Outcome = Literal["committed", "identical"]
 
 
 @dataclass(frozen=True)
+class StepScope:
+    """Which job and step of the daemon's a step is (executors that keep state use it)."""
+
+    repo: str
+    branch: str
+    job_id: int
+    position: int
+    superseded: Callable[[], bool] = lambda: False
+    """True once a newer push made this job's work moot (cluster work is then cancelled)."""
+
+
+class CommandRunner(Protocol):
+    """Runs a prepared step's command somewhere; the local default is a child process."""
+
+    def attached(self, step: Step, head: str) -> PreparedStep | None:
+        """A command already started for this step on ``head`` (before a restart), if any."""
+
+    def run(self, prepared: PreparedStep, step: Step, log_path: Path, options: ExecOptions) -> int:
+        """Run (or wait for) the command; its output goes to ``log_path``; the exit code."""
+
+
+@dataclass(frozen=True)
 class ExecOptions:
     log_dir: Path
     timeout_s: float | None = None
@@ -57,6 +79,9 @@ class ExecOptions:
     """A command writing more output than this is stopped."""
     scrub: tuple[str, ...] = ()
     """Secret values replaced by ``***`` in the log once the command ended."""
+    runner: CommandRunner | None = None
+    """Where the command runs; ``None``: a local process (the executor sets it)."""
+    scope: StepScope | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +109,7 @@ class StepResult:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedStep:
     command: str
     exec_dir: Path
     relock: list[str]
@@ -92,6 +117,8 @@ class _Prepared:
     warnings: tuple[str, ...] = ()
     scratch: tuple[Path, ...] = ()
     """Directories made for ``{tmpdir}`` (a sandbox must show them too)."""
+    work_tree: Path | None = None
+    """The dataset's root, the one place a sandboxed command may write."""
 
 
 def execute_step(
@@ -106,10 +133,14 @@ def execute_step(
     started = time.monotonic()
     options.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = options.log_dir / f"{step.commit[:12]}.log"
-    prepared = _prepare(repo, step, context.config)
+    runner = options.runner
+    prepared = runner.attached(step, head) if runner is not None else None
+    if prepared is None:
+        prepared = _prepare(repo, step, context.config)
     branch = current_branch(repo)
+    run = runner.run if runner is not None else _run_command
     try:
-        exit_code = _run_command(prepared, step, log_path, repo.path.resolve(), options)
+        exit_code = run(prepared, step, log_path, options)
     finally:
         scrub_log(log_path, options.scrub)
     if exit_code not in (0, step.record.exit):
@@ -141,7 +172,7 @@ def execute_step(
     )
 
 
-def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
+def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> PreparedStep:
     record = step.record
     confine = Confinement(repo.path, step.commit, repo.common_dir)
     root = confine.root
@@ -196,7 +227,7 @@ def _prepare(repo: GitRepo, step: Step, config: DatasetConfig) -> _Prepared:
     relock = _clear_outputs(
         repo, confine, step, exec_dir, outputs.hits, command=command, automatic=automatic
     )
-    return _Prepared(command, exec_dir, relock, tuple(warnings), tuple(scratch))
+    return PreparedStep(command, exec_dir, relock, tuple(warnings), tuple(scratch), root)
 
 
 def _confine_specs(confine: Confinement, exec_dir: Path, *spec_lists: list[str]) -> None:
@@ -472,12 +503,11 @@ def _limit_hit(sandbox: Sandbox | None, log_path: Path) -> str:
     return f" {why};" if why else ""
 
 
-def _run_command(
-    prepared: _Prepared, step: Step, log_path: Path, work_tree: Path, options: ExecOptions
-) -> int:
+def _run_command(prepared: PreparedStep, step: Step, log_path: Path, options: ExecOptions) -> int:
     sandbox = options.sandbox
     argv = ["/bin/sh", "-c", prepared.command]
-    if sandbox is None:
+    work_tree = prepared.work_tree
+    if sandbox is None or work_tree is None:
         return _run_logged(argv, prepared, step, log_path, options)
     with sandbox.handed_over(work_tree, prepared.scratch):
         argv = sandbox.wrap(argv, work_tree, prepared.exec_dir, scratch=prepared.scratch)
@@ -485,7 +515,7 @@ def _run_command(
 
 
 def _run_logged(
-    argv: list[str], prepared: _Prepared, step: Step, log_path: Path, options: ExecOptions
+    argv: list[str], prepared: PreparedStep, step: Step, log_path: Path, options: ExecOptions
 ) -> int:
     timeout_s, cancel, max_log = options.timeout_s, options.cancel, options.max_log_bytes
     with log_path.open("wb") as log:

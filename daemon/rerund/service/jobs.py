@@ -11,7 +11,7 @@ import random
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -19,9 +19,9 @@ from rerund.core.dsconfig import DatasetConfig
 from rerund.core.gitrepo import NULL_SHA, GitRepo
 from rerund.core.plan import Plan, PlanOptions, plan_tip
 from rerund.core.verified import mark_reproduced
-from rerund.errors import GitError, RerundError, StepCancelledError
+from rerund.errors import GitError, RerundError, StepCancelledError, StepSupersededError
 from rerund.run.annexbatch import BatchAdd
-from rerund.run.execute import ExecOptions, StepContext
+from rerund.run.execute import ExecOptions, StepContext, StepScope
 from rerund.run.local import Executor
 from rerund.service import guard
 from rerund.service.publish import (
@@ -135,6 +135,8 @@ class JobRunner:
             )
             log.warning("job will be retried", error=str(exc), retry_in_s=round(delay_s, 1))
             return
+        except StepSupersededError as exc:
+            outcome = _Outcome("superseded", handled=job.target, error=str(exc))
         except RerundError as exc:
             outcome = _Outcome("failed", handled=job.target, error=str(exc))
         except Exception as exc:  # a bug must fail this job, not the whole service
@@ -268,10 +270,16 @@ class JobRunner:
                 store.update_step, job.id, position, state="running", started_at=time.time()
             )
             async with self.services.step_slots:
+                scope = StepScope(
+                    job.repo, job.branch, job.id, position, lambda: self._superseded(job)
+                )
                 try:
                     result = await self.services.executor.run_step(
-                        repo, step, head, context, options
+                        repo, step, head, context, replace(options, scope=scope)
                     )
+                except StepSupersededError as exc:
+                    await asyncio.to_thread(self._step_failed, job, position, plan, exc, options)
+                    raise
                 except StepCancelledError as exc:
                     raise JobInterruptedError(str(exc)) from exc
                 except RerundError as exc:
@@ -302,6 +310,11 @@ class JobRunner:
     def _not_run(self, job: Job, count: int) -> None:
         for position in range(count):
             self.services.store.update_step(job.id, position, state="not-run")
+
+    def _superseded(self, job: Job) -> bool:
+        """A newer push for the branch is queued behind this job (asked from a step's thread)."""
+        queued = self.services.store.jobs(repo=job.repo, state="queued")
+        return any(other.branch == job.branch and other.id != job.id for other in queued)
 
     def _step_failed(
         self, job: Job, position: int, plan: Plan, exc: RerundError, options: ExecOptions

@@ -29,12 +29,15 @@ from rerund.core.gitrepo import NULL_SHA
 from rerund.core.plan import Plan
 from rerund.errors import ConfigError, GitError, RerundError
 from rerund.run.local import LocalExecutor
+from rerund.run.slurm import SlurmExecutor
+from rerund.service.executors import ByRepository
 from rerund.service.guard import startup_checks
 from rerund.service.jobids import job_id_floor
 from rerund.service.jobs import JobRunner, JobServices, retry_delay_s
 from rerund.service.metrics import Metrics
 from rerund.service.mirrors import mirror_plan
 from rerund.service.notify import sd_notify, watchdog_interval_s
+from rerund.service.slurmjournal import SlurmJournalStore
 from rerund.service.statelock import StateLock
 from rerund.service.store import EventResult, Job, Notification, Store
 from rerund.service.verification import Verification
@@ -71,6 +74,7 @@ class Service:
         self.metrics = Metrics()
         self.store: Store | None = None
         self._verification: Verification | None = None
+        self.slurm_journal: SlurmJournalStore | None = None
         self._should_exit = asyncio.Event()
         self._reload = asyncio.Event()
         self._work_available = asyncio.Event()
@@ -147,6 +151,9 @@ class Service:
         )
         await asyncio.to_thread(startup_checks, settings)
         self.store = await asyncio.to_thread(Store, settings.state_dir / "rerund.sqlite")
+        journal = self.slurm_journal = await asyncio.to_thread(
+            SlurmJournalStore, settings.state_dir / "rerund.sqlite"
+        )
         if not await asyncio.to_thread(self.store.jobs, limit=1):  # a new or lost store
             floor = await asyncio.to_thread(job_id_floor, settings)
             await asyncio.to_thread(self.store.raise_job_id_floor, floor)
@@ -181,7 +188,16 @@ class Service:
         services = self._services = JobServices(
             settings=settings,
             store=self.store,
-            executor=LocalExecutor(settings.max_concurrent_steps),
+            executor=ByRepository(
+                lambda: self.settings,
+                LocalExecutor(settings.max_concurrent_steps),
+                SlurmExecutor(
+                    lambda name: self.settings.repo(name),  # noqa: PLW0108 - reloaded settings
+                    journal,
+                    settings.state_dir,
+                    settings.max_concurrent_steps,
+                ),
+            ),
             step_slots=asyncio.Semaphore(settings.max_concurrent_steps),
             cancel=self._cancel_steps,
         )
@@ -249,6 +265,9 @@ class Service:
         if self._verification is not None:
             self._verification.close()
             self._verification = None
+        if self.slurm_journal is not None:
+            self.slurm_journal.close()
+            self.slurm_journal = None
         if self._state_lock is not None:
             self._state_lock.release()
             self._state_lock = None

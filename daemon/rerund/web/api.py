@@ -19,6 +19,7 @@ from rerund import __version__
 from rerund.core.plan import Plan
 from rerund.errors import GitError, RerundError
 from rerund.service.metrics import Metrics
+from rerund.service.slurmjournal import SlurmJournalStore
 from rerund.service.store import EventResult, StepRow, Store
 from rerund.service.verification import Verification
 from rerund.service.workspace import read_remote_tip
@@ -42,6 +43,7 @@ class Daemon(Protocol):
 
     settings: Settings
     metrics: Metrics
+    slurm_journal: SlurmJournalStore | None
 
     @property
     def db(self) -> Store: ...
@@ -198,6 +200,9 @@ async def metrics(request: web.Request) -> web.Response:
     service = _service(request)
     counts = await asyncio.to_thread(service.db.counts)
     service.metrics.queued.set(counts.get("queued", 0))
+    if service.slurm_journal is not None:
+        pending = await asyncio.to_thread(service.slurm_journal.pending)
+        service.metrics.slurm_pending.set(pending)
     body = generate_latest(service.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -212,7 +217,8 @@ async def list_jobs(request: web.Request) -> web.Response:
         store.jobs, repo=request.query.get("repo"), state=request.query.get("state"), limit=limit
     )
     state_dir = _service(request).settings.state_dir
-    answer = {"jobs": [job.to_json() for job in jobs]}
+    slurm = await _slurm_steps(_service(request), [job.id for job in jobs])
+    answer = {"jobs": [_with_slurm(job.to_json(), slurm.get(job.id)) for job in jobs]}
     return web.json_response(_without_server_paths(answer, state_dir))
 
 
@@ -227,6 +233,13 @@ async def job_detail(request: web.Request) -> web.Response:
     steps = await asyncio.to_thread(store.steps, job_id)
     state_dir = _service(request).settings.state_dir
     detail = {**job.to_json(), "steps": [_step_json(step, state_dir) for step in steps]}
+    by_position = {
+        entry["position"]: entry
+        for entry in (await _slurm_steps(_service(request), [job_id])).get(job_id, [])
+    }
+    for step_json in detail["steps"]:
+        if step_json["position"] in by_position:
+            step_json["slurm"] = by_position[step_json["position"]]
     return web.json_response(_without_server_paths(detail, state_dir))
 
 
@@ -339,6 +352,17 @@ def _job_id(request: web.Request) -> int:
     if len(text) > _MAX_ID_DIGITS:  # beyond SQLite's integers: no such job
         raise web.HTTPNotFound(text='{"error": "no such job"}', content_type="application/json")
     return int(text)
+
+
+async def _slurm_steps(service: Daemon, job_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The Slurm jobs of these jobs' steps (id, state, node, time queued)."""
+    if service.slurm_journal is None:
+        return {}
+    return await asyncio.to_thread(service.slurm_journal.for_jobs, job_ids)
+
+
+def _with_slurm(job: dict[str, Any], slurm: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {**job, "slurm": slurm} if slurm else job
 
 
 def _step_json(step: StepRow, state_dir: Path) -> dict[str, Any]:
