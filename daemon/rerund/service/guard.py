@@ -33,8 +33,12 @@ def run_as() -> tuple[int, int] | None:
 
 
 def startup_checks(settings: Settings) -> None:
-    """Refuse to start without a working sandbox; say which repositories run nothing."""
-    if settings.sandbox == "bwrap":
+    """Refuse to start without a working sandbox; say which repositories run nothing.
+
+    With nothing to serve (the embedded defaults), nothing could run: the check
+    waits for the first repository, which a reload refuses to add without it.
+    """
+    if settings.sandbox == "bwrap" and settings.all_repos():
         check_available(run_as())
     else:
         log.warning("sandbox is off: steps run with the daemon's own rights", sandbox="none")

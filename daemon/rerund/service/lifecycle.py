@@ -276,6 +276,7 @@ class Service:
         try:
             fresh = await asyncio.to_thread(settings_module.load, self.settings.source)
             fresh = await asyncio.to_thread(settings_module.discover, fresh)
+            await asyncio.to_thread(startup_checks, fresh)
         except RerundError as exc:
             log.error("reload refused; keeping the running configuration", error=str(exc))
             return
