@@ -10,12 +10,12 @@ import pytest
 
 from forge_signing import forge_headers
 from helpers import Dataset, datalad, git, run
-from service_helpers import Daemon, Lab, make_lab, wait_for
+from service_helpers import API_TOKEN, Daemon, Lab, make_lab, wait_for
 
 pytestmark = pytest.mark.slow  # every test here starts `rerund serve`
 
 RERUNS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
-TOKEN = {"Authorization": "Bearer api-token"}
+TOKEN = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def _push_body(ref: str, before: str, after: str) -> bytes:
@@ -103,8 +103,9 @@ def lab(_pipeline_template: Dataset, tmp_path: Path) -> Lab:
     return make_lab(tmp_path, _pipeline_template)
 
 
-def test_a_job_whose_clone_cannot_be_fetched_fails_outside_any_step(lab: Lab) -> None:
-    """The remote gone mid-life: the job fails with git's reason, no step, the daemon lives on."""
+def test_a_job_whose_clone_cannot_be_fetched_waits_outside_any_step(lab: Lab) -> None:
+    """The remote gone mid-life: an infrastructure failure, so the push stays pending with
+    git's reason, no step ran, and the daemon lives on."""
     daemon = Daemon(lab).start()
     try:
         wait_for(daemon.scanned, what="the start-up scan to finish")
@@ -114,8 +115,10 @@ def test_a_job_whose_clone_cannot_be_fetched_fails_outside_any_step(lab: Lab) ->
         headers = forge_headers("github", body, lab.secrets["github"])
         assert 202 == daemon.post("/hooks/github/lab", body, headers)[0]
 
-        job = _failed_job(daemon)
+        found = wait_for(lambda: next((j for j in daemon.jobs() if j.get("error")), None))
+        job = daemon.get(f"/api/jobs/{found['id']}")
 
+        assert "queued" == job["state"]  # retried later with backoff, never marked handled
         assert [] == job["steps"]
         assert "lab.git' does not appear to be a git repository" in str(job["error"])
         assert "ok" == daemon.get("/healthz")["status"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Dataset, git
-from service_helpers import Daemon, Lab, free_port, make_lab, rerund_cli, wait_for
+from service_helpers import API_TOKEN, Daemon, Lab, free_port, make_lab, rerund_cli, wait_for
 
 RERUNS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
 
@@ -232,7 +232,9 @@ def test_running_steps_leave_health_and_leases_responsive(
         fix = lab.push_fix()
         for number, bare in enumerate(bares):
             lab.user.git("push", "-q", str(bare), f"{fix}:refs/heads/main")
-            daemon.post(f"/api/repos/r{number}/trigger", b"", {"Authorization": "Bearer api-token"})
+            daemon.post(
+                f"/api/repos/r{number}/trigger", b"", {"Authorization": f"Bearer {API_TOKEN}"}
+            )
         wait_for(
             lambda: sum(j["state"] == "running" for j in daemon.jobs()) == steps,
             what="every repository's step to run",

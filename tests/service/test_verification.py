@@ -12,9 +12,9 @@ import pytest
 from helpers import Dataset, datalad, git
 from rerund.errors import ConfigError
 from rerund.settings import load
-from service_helpers import Daemon, Lab, make_lab, wait_for
+from service_helpers import API_TOKEN, Daemon, Lab, make_lab, wait_for
 
-TOKEN = {"Authorization": "Bearer api-token"}
+TOKEN = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from helpers import Dataset, datalad
-from service_helpers import Daemon, Lab, make_lab, wait_for
+from service_helpers import API_TOKEN, Daemon, Lab, make_lab, wait_for
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -20,7 +20,7 @@ if not Path(CHROMIUM).exists():
         "Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True
     )
 
-TOKEN = {"Authorization": "Bearer api-token"}
+TOKEN = {"Authorization": f"Bearer {API_TOKEN}"}
 SLOW = """echo "reading $1"
 i=0
 while [ "$i" -lt "${SLOW_STEP_S:-0}" ]; do echo "tick $i"; sleep 1; i=$((i + 1)); done
