@@ -37,6 +37,8 @@ class RepoSettings:
     """Watch the remote's refs on disk (only for local bare repositories)."""
     forge_name: str | None = None
     """The repository as the forge names it (``owner/name``); deliveries must name it."""
+    follow_subdatasets: bool = True
+    """A push to a served subdataset of this dataset moves its gitlink and reruns (issue 7)."""
 
     @property
     def slug(self) -> str:
@@ -75,6 +77,8 @@ class Settings:
     """The group that may write the hook spool (default: the repositories' own group)."""
     source: Path | None = None
     """The file these settings came from (reloaded on SIGHUP)."""
+    subdataset_sources: Mapping[str, str] = field(default_factory=dict)
+    """Where subdatasets are installed from: a datalad id or URL mapped to a local path."""
     discovered: tuple[RepoSettings, ...] | None = None
     """Repositories found under ``repos_dir`` by :func:`discover`; ``None``: look each time."""
 
@@ -152,6 +156,7 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
         max_log_bytes=limits.integer("max_log_bytes", 100 * 1024 * 1024, minimum=1024),
         max_body_bytes=http.integer("max_body_bytes", 5 * 1024 * 1024, minimum=1024),
         spool_group=_group(reader.optional_string("spool_group")),
+        subdataset_sources=_sources(reader.table("subdataset_sources"), base),
     )
     reader.reject_unknown()
     http.reject_unknown()
@@ -183,9 +188,20 @@ def _repo(item: object, position: int, base: Path) -> RepoSettings:
         drift="report" if drift == "report" else "rerun",
         watch=reader.boolean("watch", True),
         forge_name=reader.optional_string("forge_name"),
+        follow_subdatasets=reader.boolean("follow_subdatasets", True),
     )
     reader.reject_unknown()
     return repo
+
+
+def _sources(table: Mapping[str, Any], base: Path) -> dict[str, str]:
+    """``[subdataset_sources]``: datalad id or URL = local path (relative to this file)."""
+    sources: dict[str, str] = {}
+    for key, value in table.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"subdataset_sources.{key} must be a path")
+        sources[key] = str((base / value).resolve()) if "://" not in value else value
+    return sources
 
 
 def _group(name: str | None) -> str | None:
