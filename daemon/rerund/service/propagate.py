@@ -126,7 +126,9 @@ def follow_subdatasets(repo: GitRepo, tip: str, settings: Settings, own: str) ->
     left: list[str] = []
     for path, entry in sorted(submodules_at(repo, tip).items()):
         source = next((s for s in served if uses(entry, s)), None)
-        pinned = repo.resolve(f"{tip}:{path}")
+        # The gitlink's commit is another repository's: name it without looking it up.
+        out = repo.run("rev-parse", "--verify", "--quiet", f"{tip}:{path}", check=False)
+        pinned = out.decode().strip() or None
         if source is None or source.tip is None or pinned is None or pinned == source.tip:
             continue
         origin = GitRepo(source.path)
