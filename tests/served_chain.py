@@ -33,6 +33,10 @@ class Chain:
         out = git("log", "--reverse", "--format=%s", f"{since}..main", cwd=self.bare(name))
         return out.splitlines()
 
+    def pushes(self, name: str) -> int:
+        """How often the branch of ``name`` has moved since the build."""
+        return len(git("reflog", "refs/heads/main", cwd=self.bare(name)).splitlines())
+
     def show(self, name: str, path: str, rev: str = "main") -> str:
         return git("show", f"{rev}:{path}", cwd=self.bare(name))
 
@@ -57,6 +61,7 @@ def _publish(ds: Path, bare: Path) -> None:
     git("symbolic-ref", "HEAD", "refs/heads/main", cwd=bare)
     git("push", "-q", str(bare), "HEAD:refs/heads/main", "git-annex", cwd=ds)
     run("git", "annex", "init", "-q", "server", cwd=bare)
+    git("config", "core.logAllRefUpdates", "always", cwd=bare)  # a reflog counts pushes
 
 
 def build_chain(root: Path, *, extra: str = "") -> Chain:

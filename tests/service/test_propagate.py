@@ -37,6 +37,7 @@ def _settled(daemon: Daemon, count: int) -> bool:
 def test_raw_fix_regenerates_analysis_and_paper(chain: Chain, daemon: Daemon) -> None:
     """A raw fix pushed to raw.git ends with analysis and paper rerun and published once each."""
     before = {name: chain.tip(name) for name in ("analysis", "paper")}
+    pushes = {name: chain.pushes(name) for name in ("analysis", "paper")}
     jobs_before = len(daemon.jobs())
     fix = chain.push_raw_fix("id,score\n3,9\n2,5\n1,3\n")
 
@@ -49,6 +50,10 @@ def test_raw_fix_regenerates_analysis_and_paper(chain: Chain, daemon: Daemon) ->
     assert chain.gitlink("paper", "inputs/analysis") == chain.tip("analysis")
     assert chain.show("paper", "figure.txt") == "4"
     assert chain.subjects("paper", before["paper"]) == [SAVE, "[DATALAD RUNCMD] figure"]
+    assert {name: chain.pushes(name) - pushes[name] for name in pushes} == {
+        "analysis": 1,
+        "paper": 1,
+    }
     jobs = {job["repo"]: job for job in daemon.jobs()[:3]}
     assert jobs["analysis"]["cause"] == f"raw@{fix[:12]}"
     assert jobs["paper"]["cause"].startswith("analysis@")
