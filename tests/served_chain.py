@@ -56,7 +56,7 @@ class Chain:
         return ds.head()
 
 
-def _publish(ds: Path, bare: Path) -> None:
+def publish(ds: Path, bare: Path) -> None:
     git("init", "-q", "--bare", str(bare), cwd=ds)
     git("symbolic-ref", "HEAD", "refs/heads/main", cwd=bare)
     git("push", "-q", str(bare), "HEAD:refs/heads/main", "git-annex", cwd=ds)
@@ -73,7 +73,7 @@ def build_chain(root: Path, *, extra: str = "") -> Chain:
     datalad("create", "-c", "text2git", str(raw))
     Dataset(raw).write("survey.csv", "id,score\n2,5\n1,3\n")
     datalad("save", "-m", "raw data", cwd=raw)
-    _publish(raw, srv / "raw.git")
+    publish(raw, srv / "raw.git")
 
     ana = work / "analysis"
     datalad("create", "-c", "text2git", str(ana))
@@ -81,7 +81,7 @@ def build_chain(root: Path, *, extra: str = "") -> Chain:
     Dataset(ana).run_step(
         "clean", "inputs/raw/survey.csv", "clean.csv", "sort {inputs} > {outputs}"
     )
-    _publish(ana, srv / "analysis.git")
+    publish(ana, srv / "analysis.git")
 
     paper = work / "paper"
     datalad("create", "-c", "text2git", str(paper))
@@ -89,7 +89,7 @@ def build_chain(root: Path, *, extra: str = "") -> Chain:
     Dataset(paper).run_step(
         "figure", "inputs/analysis/clean.csv", "figure.txt", "wc -l < {inputs} > {outputs}"
     )
-    _publish(paper, srv / "paper.git")
+    publish(paper, srv / "paper.git")
 
     port = free_port()
     config = root / "rerund.toml"

@@ -33,6 +33,7 @@ from rerund.service.publish import (
 )
 from rerund.service.sources import served_locator, served_sources, use_sources
 from rerund.service.store import Job, JobState, Store
+from rerund.service.subpublish import settle, stage
 from rerund.service.workspace import Workspace, work_branch
 from rerund.settings import RepoSettings, Settings
 
@@ -243,6 +244,10 @@ class JobRunner:
                     self.services.store.note_publishing, job.repo, job.branch, head
                 )
             try:
+                # Served subdatasets' new commits wait on side refs until this push succeeded.
+                staged = await asyncio.to_thread(
+                    stage, repo, target, head, self.services.settings, job.id
+                )
                 tip = await asyncio.to_thread(
                     publish, repo, job.branch, target, head, annex=config.is_annex
                 )
@@ -253,6 +258,14 @@ class JobRunner:
                 return await self._keep_failure(
                     job, workspace, repo, base=target, head=head, error=str(exc)
                 )
+            for item in staged:  # rerund's own push there: heard of, never a job
+                await asyncio.to_thread(
+                    self.services.store.note_publishing,
+                    item.served.repo.name,
+                    item.served.repo.branch,
+                    item.commit,
+                )
+            self._left_alone += tuple(await asyncio.to_thread(settle, staged))
             published = tip if tip != target else None
             return _Outcome("succeeded", tip, published=published)
         return _Outcome("failed", target, error=f"{job.branch} kept moving; gave up re-planning")
