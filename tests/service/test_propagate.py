@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from helpers import Dataset, datalad, git
+from rerund.service.mirror import mirror_plan
+from rerund.settings import load
 from served_chain import Chain, build_chain
 from service_helpers import Daemon, rerund_cli, wait_for
 
@@ -108,3 +110,26 @@ def test_pinned_gitlink_is_reported_and_left_alone(chain: Chain, daemon: Daemon)
     assert analysis_job["state"] == "succeeded"
     assert "inputs/raw left alone" in analysis_job["error"]
     assert "not an ancestor" in analysis_job["error"]
+
+
+def test_mirror_plan_reads_subdataset_commits_from_the_served_repository(
+    chain: Chain,
+) -> None:
+    """The plan endpoint's mirror has no subdataset installed: raw.git answers, not 'undecided'."""
+    fix = chain.push_raw_fix("id,score\n5,5\n")
+    user = chain.root / "ana-user"
+    datalad("clone", str(chain.bare("analysis")), str(user))
+    datalad("get", "-n", "inputs/raw", cwd=user)
+    datalad("update", "-d", ".", "-r", "--how", "merge", cwd=user)
+    git("push", "-q", "origin", "HEAD:main", cwd=user)
+    settings = load(chain.lab.config)
+    analysis = settings.repo("analysis")
+    assert analysis is not None and chain.gitlink("analysis", "inputs/raw") == fix
+
+    blind = mirror_plan(chain.root / "blind", analysis)
+    plan = mirror_plan(chain.root / "served", analysis, settings)
+
+    assert [] == list(blind.steps) and len(blind.undecided) == 1
+    assert ["clean"] == [step.summary for step in plan.steps]
+    assert "inputs/raw/survey.csv changed" in plan.steps[0].to_json()["reasons"][0]["text"]
+    assert () == plan.undecided
