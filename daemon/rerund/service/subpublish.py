@@ -3,7 +3,7 @@
 A rerun whose outputs lie in subdataset ``inputs/raw`` commits there, and the
 superdataset's commit moves the gitlink to that new commit. When ``inputs/raw``
 is itself a served repository, its new commit (annexed content first) goes to a
-side ref there, ``refs/rerund/pending/<job>``, before the superdataset is
+side ref there, ``refs/rerund/pending/<job>-<commit>``, before the superdataset is
 pushed; only once that push succeeded is the subdataset's branch fast-forwarded
 and the side ref dropped. A failed superdataset push so leaves the served
 subdataset's branch as it was, and the superdataset's gitlink never names a
@@ -62,7 +62,7 @@ def stage(repo: GitRepo, base: str, head: str, settings: Settings, job_id: int) 
             raise PublishError(f"{path} at {commit[:8]} is not in the work tree to publish")
         sub.run("remote", "set-url", "origin", str(target.path))
         annex = sub.resolve("refs/heads/git-annex") is not None
-        ref = f"refs/rerund/pending/{job_id}"
+        ref = f"refs/rerund/pending/{job_id}-{commit[:12]}"  # one per attempt: never forced
         push_side_ref(sub, ref, old.decode().strip(), commit, annex=annex)
         staged.append(Staged(path, sub, target, commit, ref))
     return staged
