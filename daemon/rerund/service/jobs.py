@@ -211,6 +211,7 @@ class JobRunner:
                     follow_subdatasets, repo, target, self.services.settings, job.repo
                 )
                 start, self._left_alone = moved.head, moved.left_alone
+                log.info("followed subdatasets", moved=moved.moved, left_alone=moved.left_alone)
             locate = served_locator(repo, start, sources)
             plan, dsid = await asyncio.to_thread(
                 compute_plan, repo, job.branch, start, repo_settings, locate
