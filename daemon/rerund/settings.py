@@ -59,6 +59,8 @@ class RepoSettings:
     executor: Executor = "local"
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     """The top-level ``[slurm]`` defaults with this repository's ``slurm`` on top."""
+    follow_subdatasets: bool = True
+    """A push to a served subdataset of this dataset moves its gitlink and reruns (issue 7)."""
 
     @property
     def slug(self) -> str:
@@ -102,6 +104,8 @@ class Settings:
     """The group that may write the hook spool (default: the repositories' own group)."""
     source: Path | None = None
     """The file these settings came from (reloaded on SIGHUP)."""
+    subdataset_sources: Mapping[str, str] = field(default_factory=dict)
+    """Where subdatasets are installed from: a datalad id or URL mapped to a local path."""
     discovered: tuple[RepoSettings, ...] | None = None
     """Repositories found under ``repos_dir`` by :func:`discover`; ``None``: look each time."""
     read_token: str | None = None
@@ -197,6 +201,7 @@ def _settings(data: Mapping[str, Any], base: Path) -> Settings:
         read_token=_secret(http, "read_token", base),
         sandbox=read_sandbox(guard),
         security=security,
+        subdataset_sources=_sources(reader.table("subdataset_sources"), base),
     )
     guard.reject_unknown()
     reader.reject_unknown()
@@ -256,6 +261,7 @@ def _repo(
         security=read_security(reader, base, default),
         executor=_executor(reader.string("executor", "local"), where),
         slurm=_slurm(reader.table("slurm"), f"{where}slurm.", base, slurm),
+        follow_subdatasets=reader.boolean("follow_subdatasets", True),
     )
     reader.reject_unknown()
     return repo
@@ -267,6 +273,16 @@ def _executor(value: str, where: str) -> Executor:
     if value == "slurm":
         return "slurm"
     raise ConfigError(f"{where}executor must be 'local' or 'slurm', not {value!r}")
+
+
+def _sources(table: Mapping[str, Any], base: Path) -> dict[str, str]:
+    """``[subdataset_sources]``: datalad id or URL = local path (relative to this file)."""
+    sources: dict[str, str] = {}
+    for key, value in table.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"subdataset_sources.{key} must be a path")
+        sources[key] = str((base / value).resolve()) if "://" not in value else value
+    return sources
 
 
 def _group(name: str | None) -> str | None:

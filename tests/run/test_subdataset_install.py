@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from helpers import Dataset, datalad, git, rerund
+from rerund.run.install import install_for
 from yoda import Lab
 
 
@@ -71,3 +73,27 @@ def test_glob_through_uninstalled_subdatasets_installs_level_by_level(tmp_path: 
         assert f"{leaf} x.dat\n" == clone.read(f"{leaf}/x.dat")  # content got
         assert not (clone.path / leaf / "z.txt").exists()  # not matched: not got
     assert "" == clone.git("status", "--porcelain", "--ignore-submodules=none")
+
+
+def test_a_configured_local_source_is_tried_first(tmp_path: Path) -> None:
+    """A subdataset whose recorded URLs are gone installs from rerund-source.<datalad id>.path."""
+    raw = Dataset(tmp_path / "raw")
+    datalad("create", "-c", "text2git", str(raw.path))
+    raw.write("survey.csv", "a\n")
+    raw.save("raw data")
+    origin = Dataset(tmp_path / "super")
+    datalad("create", "-c", "text2git", str(origin.path))
+    datalad("clone", "-d", ".", str(raw.path), "inputs/raw", cwd=origin.path)
+    origin.run_step("copy", "inputs/raw/survey.csv", "out.txt", "cp {inputs} {outputs}")
+    clone = Dataset(tmp_path / "clone")
+    datalad("clone", str(origin.path), str(clone.path))
+    moved = tmp_path / "server" / "raw.git"
+    git("clone", "-q", "--bare", str(raw.path), str(moved), cwd=tmp_path)
+    shutil.rmtree(raw.path)  # every URL in .gitmodules now leads nowhere
+    dsid = git("config", "-f", ".gitmodules", "submodule.inputs/raw.datalad-id", cwd=clone.path)
+    clone.git("config", f"rerund-source.{dsid}.path", str(moved))
+
+    installed = install_for(clone.path, ["inputs/raw/survey.csv"], ".")
+
+    assert ["inputs/raw"] == installed
+    assert "a\n" == clone.read("inputs/raw/survey.csv")

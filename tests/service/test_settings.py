@@ -108,3 +108,29 @@ def test_repos_dir_serves_every_bare_repository_below_it(tmp_path: Path) -> None
     assert [("a", "/elsewhere/a.git"), ("group/b", str(tmp_path / "srv" / "group" / "b.git"))] == [
         (repo.name, repo.remote) for repo in repos
     ]
+
+
+def test_subdataset_sources_and_follow_subdatasets_are_read(tmp_path: Path) -> None:
+    """[subdataset_sources] paths resolve beside the file; follow_subdatasets defaults to true."""
+    path = tmp_path / "rerund.toml"
+    path.write_text(
+        "[subdataset_sources]\n'abc-id' = 'srv/raw.git'\n'https://x.org/raw' = '/m/raw.git'\n"
+        "[[repos]]\nname = 'a'\nremote = '/srv/a.git'\n"
+        "[[repos]]\nname = 'b'\nremote = '/srv/b.git'\nfollow_subdatasets = false\n"
+    )
+
+    settings = load(path)
+
+    assert {"abc-id": str(tmp_path / "srv/raw.git"), "https://x.org/raw": "/m/raw.git"} == dict(
+        settings.subdataset_sources
+    )
+    assert [True, False] == [repo.follow_subdatasets for repo in settings.repos]
+
+
+def test_a_subdataset_source_must_be_a_path(tmp_path: Path) -> None:
+    """A source that is not a string is refused, naming the key."""
+    path = tmp_path / "rerund.toml"
+    path.write_text("[subdataset_sources]\n'abc-id' = 3\n")
+
+    with pytest.raises(ConfigError, match=r"subdataset_sources\.abc-id must be a path"):
+        load(path)

@@ -39,6 +39,8 @@ def format_jobs(jobs: list[dict[str, Any]]) -> str:
 def _outcome(job: dict[str, Any]) -> str:
     """What became of a job's work: the commit it published, the side ref, the error."""
     parts = []
+    if job.get("cause"):
+        parts.append(f"caused by a push to {job['cause']}")
     if job.get("published"):
         parts.append(f"published {job['published'][:8]}")
     if job.get("side_ref"):

@@ -8,6 +8,10 @@ subdatasets match. Sources are tried as DataLad orders them (``datalad-url``,
 then ``url`` against the superdataset's remote, then the remote plus the path,
 then ``url`` against the local superdataset); a source lacking the recorded
 commit is removed again and the next one tried (DataLad keeps the wrong clone).
+Before all of them comes a local copy configured for the subdataset's
+``datalad-id`` or URL (``rerund-source.<id or url>.path`` in the top dataset's
+git config; the daemon writes it from ``[subdataset_sources]`` and the
+repositories it serves).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
@@ -26,6 +30,7 @@ def install_for(root: Path, specs: Sequence[str], pwd: str) -> list[str]:
     """Install what ``specs`` (relative to ``pwd``) reach through; returns the paths installed."""
     patterns = [p for spec in specs if spec.strip() and (p := _pattern(spec, pwd)) is not None]
     installed: list[str] = []
+    local = configured_sources(GitRepo(root))
     while True:
         wanted = [
             (path, sha)
@@ -35,7 +40,7 @@ def install_for(root: Path, specs: Sequence[str], pwd: str) -> list[str]:
         if not wanted:
             return installed
         for path, sha in sorted(wanted):
-            _install(root, path, sha)
+            _install(root, path, sha, local)
             installed.append(path)
 
 
@@ -76,14 +81,30 @@ def _uninstalled(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def _install(root: Path, path: str, sha: str) -> None:
+SOURCE_SECTION = "rerund-source"
+
+
+def configured_sources(repo: GitRepo) -> dict[str, str]:
+    """``rerund-source.<datalad id or url>.path`` entries of ``repo``'s git config."""
+    out = repo.run(
+        "config", "-z", "--get-regexp", rf"^{SOURCE_SECTION}\..*\.path$", check=False
+    ).decode("utf-8", "replace")
+    found: dict[str, str] = {}
+    for item in out.split("\0"):
+        key, _, value = item.partition("\n")
+        if key and value:
+            found[key[len(SOURCE_SECTION) + 1 : -len(".path")]] = value
+    return found
+
+
+def _install(root: Path, path: str, sha: str, local: Mapping[str, str]) -> None:
     """Clone the subdataset at ``path`` (relative to ``root``) and check out ``sha``."""
     holder = _holder(root, path)
     inner = path[len(holder) + 1 :] if holder else path
     parent = root / holder if holder else root
     dest = root / path
     tried: list[str] = []
-    for source in _sources(GitRepo(parent), inner):
+    for source in _sources(GitRepo(parent), inner, local):
         tried.append(source)
         if _clone_at(source, dest, sha, parent):
             return
@@ -102,16 +123,21 @@ def _holder(root: Path, path: str) -> str:
     return ""
 
 
-def _sources(parent: GitRepo, path: str) -> list[str]:
-    """Clone sources for ``parent``'s subdataset ``path``, in DataLad's order of cost."""
+def _sources(parent: GitRepo, path: str, local: Mapping[str, str]) -> list[str]:
+    """Clone sources for ``parent``'s subdataset ``path``: a configured local copy first,
+    then DataLad's candidates in its order of cost."""
     config = parent.path / ".gitmodules"
     values: dict[str, str] = {}
-    for key in ("datalad-url", "url"):
+    for key in ("datalad-id", "datalad-url", "url"):
         out = parent.run("config", "-f", str(config), f"submodule.{path}.{key}", check=False)
         if out.strip():
             values[key] = out.decode().strip()
     remote = parent.run("config", "remote.origin.url", check=False).decode().strip()
-    candidates: list[str] = []
+    candidates: list[str] = [
+        local[value]
+        for key in ("datalad-id", "datalad-url", "url")
+        if (value := values.get(key)) is not None and value in local
+    ]
     if "datalad-url" in values:
         candidates.append(_resolve(values["datalad-url"], str(parent.path)))
     url = values.get("url")

@@ -18,19 +18,23 @@ import structlog
 from rerund.core.dsconfig import DatasetConfig
 from rerund.core.gitrepo import NULL_SHA, GitRepo
 from rerund.core.plan import Plan, PlanOptions, plan_tip
+from rerund.core.subdatasets import Locator
 from rerund.core.verified import mark_reproduced
 from rerund.errors import GitError, RerundError, StepCancelledError, StepSupersededError
 from rerund.run.annexbatch import BatchAdd
 from rerund.run.execute import ExecOptions, StepContext, StepScope
 from rerund.run.local import Executor
 from rerund.service import guard
+from rerund.service.propagate import follow_subdatasets, notify_dependents
 from rerund.service.publish import (
     BranchMovedError,
     RemoteRejectedError,
     publish,
     push_side_ref,
 )
+from rerund.service.sources import served_locator, served_sources, use_sources
 from rerund.service.store import Job, JobState, Store
+from rerund.service.subpublish import settle, stage
 from rerund.service.workspace import Workspace, work_branch
 from rerund.settings import RepoSettings, Settings
 
@@ -83,17 +87,21 @@ def retry_delay_s(attempts: int) -> float:
 
 
 def compute_plan(
-    repo: GitRepo, branch: str, tip: str, settings: RepoSettings
+    repo: GitRepo, branch: str, tip: str, settings: RepoSettings, locate: Locator | None = None
 ) -> tuple[Plan, str | None]:
-    """The stale plan of ``tip`` in a clone of ``branch`` (blocking; run it in a thread)."""
+    """The stale plan of ``tip`` in a clone of ``branch`` (blocking; run it in a thread).
+
+    ``locate`` finds subdatasets' objects (default: those installed in ``repo``).
+    """
     options = PlanOptions(implicit_inputs=settings.implicit_inputs, drift=settings.drift)
-    return plan_tip(repo, work_branch(branch), tip, options)
+    return plan_tip(repo, work_branch(branch), tip, options, locate)
 
 
 class JobRunner:
     def __init__(self, services: JobServices) -> None:
         self.services = services
         self.cancel = JobCancel(services.cancel)
+        self._left_alone: tuple[str, ...] = ()
 
     def lease_lost(self) -> None:
         """Called when renewing the lease failed: stop the step, touch nothing more."""
@@ -106,6 +114,7 @@ class JobRunner:
     async def run(self, job: Job) -> None:
         """Carry ``job`` to its end and record the outcome (shielded from cancellation)."""
         self.cancel = JobCancel(self.services.cancel)
+        self._left_alone = ()
         lock = self.services.repo_locks.setdefault(job.repo, asyncio.Lock())
         async with lock:
             await self._run_claimed(job)
@@ -142,7 +151,13 @@ class JobRunner:
         except Exception as exc:  # a bug must fail this job, not the whole service
             log.exception("job crashed")
             outcome = _Outcome("failed", handled=job.target, error=f"internal error: {exc!r}")
+        if self._left_alone:  # pinned gitlinks are reported with the job's outcome
+            outcome = replace(
+                outcome, error="; ".join(filter(None, (outcome.error, *self._left_alone)))
+            )
         await asyncio.shield(asyncio.to_thread(self._finish, job, outcome))
+        if outcome.state == "succeeded" and (outcome.published or job.cause is None):
+            await asyncio.shield(self._propagate(job, outcome.handled))
         log.info(
             "job finished",
             outcome=outcome.state,
@@ -151,6 +166,23 @@ class JobRunner:
             duration_s=round(time.monotonic() - started, 3),
         )
         structlog.contextvars.unbind_contextvars("repo", "branch", "job")
+
+    async def _propagate(self, job: Job, tip: str) -> None:
+        """Queue jobs for the served datasets that have this one as a subdataset."""
+        try:
+            queued = await asyncio.to_thread(
+                notify_dependents,
+                self.services.settings,
+                self.services.store,
+                job,
+                tip,
+                time.time(),
+            )
+        except _INFRASTRUCTURE as exc:  # the users' own pushes and scans still reach them
+            log.warning("could not reach the datasets using this one", error=str(exc))
+            return
+        if queued:
+            log.info("propagated to superdatasets", repos=queued, tip=tip)
 
     def _finish(self, job: Job, outcome: _Outcome) -> None:
         recorded = self.services.store.finish(
@@ -171,11 +203,21 @@ class JobRunner:
             return _Outcome("failed", job.target, error=f"repository {job.repo} is not configured")
         workspace = Workspace(self.services.settings.state_dir, repo_settings)
         target = job.target
+        sources = await asyncio.to_thread(served_sources, self.services.settings)
         for _ in range(MAX_REPLANS):
             self._check_lease()
             repo, target = await asyncio.to_thread(workspace.prepare, target)
+            await asyncio.to_thread(use_sources, repo, sources)
+            start = target  # a propagated job starts with the moved gitlinks' commit
+            if job.cause is not None and repo_settings.follow_subdatasets:
+                moved = await asyncio.to_thread(
+                    follow_subdatasets, repo, target, self.services.settings, job.repo
+                )
+                start, self._left_alone = moved.head, moved.left_alone
+                log.info("followed subdatasets", moved=moved.moved, left_alone=moved.left_alone)
+            locate = served_locator(repo, start, sources)
             plan, dsid = await asyncio.to_thread(
-                compute_plan, repo, job.branch, target, repo_settings
+                compute_plan, repo, job.branch, start, repo_settings, locate
             )
             await asyncio.to_thread(
                 self.services.store.set_steps, job.id, [step.to_json() for step in plan.steps]
@@ -187,7 +229,7 @@ class JobRunner:
                 notices=len(plan.notices),
                 undecided=[f"{u.commit[:8]} {u.describe()}" for u in plan.undecided],
             )
-            if not plan.steps:
+            if not plan.steps and start == target:
                 return _Outcome("succeeded", target)
             refusal, keep = await asyncio.to_thread(
                 guard.gate, self.services.store, repo, repo_settings, job, plan, target=target
@@ -200,7 +242,7 @@ class JobRunner:
             annex_add = BatchAdd(repo)
             try:
                 context = StepContext(dsid, config, annex_add)
-                head, failure = await self._execute(job, repo, plan, context, target)
+                head, failure = await self._execute(job, repo, plan, context, start)
             finally:
                 await asyncio.to_thread(annex_add.close)
             self._check_lease()
@@ -213,6 +255,10 @@ class JobRunner:
                     self.services.store.note_publishing, job.repo, job.branch, head
                 )
             try:
+                # Served subdatasets' new commits wait on side refs until this push succeeded.
+                staged = await asyncio.to_thread(
+                    stage, repo, target, head, self.services.settings, job.id
+                )
                 tip = await asyncio.to_thread(
                     publish, repo, job.branch, target, head, annex=config.is_annex
                 )
@@ -223,6 +269,14 @@ class JobRunner:
                 return await self._keep_failure(
                     job, workspace, repo, base=target, head=head, error=str(exc)
                 )
+            for item in staged:  # rerund's own push there: heard of, never a job
+                await asyncio.to_thread(
+                    self.services.store.note_publishing,
+                    item.served.repo.name,
+                    item.served.repo.branch,
+                    item.commit,
+                )
+            self._left_alone += tuple(await asyncio.to_thread(settle, staged))
             published = tip if tip != target else None
             return _Outcome("succeeded", tip, published=published)
         return _Outcome("failed", target, error=f"{job.branch} kept moving; gave up re-planning")

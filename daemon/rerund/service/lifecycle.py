@@ -555,4 +555,6 @@ class Service:
         # One writer per mirror: concurrent fetches into one bare repository break it.
         lock = self._mirror_locks.setdefault(repo.slug, asyncio.Lock())
         async with lock:
-            return await asyncio.to_thread(mirror_plan, self.settings.state_dir, repo)
+            return await asyncio.to_thread(
+                mirror_plan, self.settings.state_dir, repo, self.settings
+            )

@@ -22,7 +22,8 @@ from rerund.core.gitrepo import GitRepo
 from rerund.core.plan import Plan
 from rerund.errors import GitError
 from rerund.service.jobs import compute_plan
-from rerund.settings import RepoSettings
+from rerund.service.sources import served_locator, served_sources
+from rerund.settings import RepoSettings, Settings
 
 log = structlog.get_logger("rerund.service.mirrors")
 
@@ -46,11 +47,16 @@ def mirror(state_dir: Path, repo: RepoSettings) -> Iterator[GitRepo]:
         yield git
 
 
-def mirror_plan(state_dir: Path, repo: RepoSettings) -> Plan:
-    """The current stale plan, computed in the mirror so no job's work tree is touched."""
+def mirror_plan(state_dir: Path, repo: RepoSettings, served: Settings | None = None) -> Plan:
+    """The current stale plan, computed in the mirror so no job's work tree is touched.
+
+    Subdatasets' objects are read from the served repositories of ``served``.
+    """
+    sources = served_sources(served) if served is not None else {}
     with mirror(state_dir, repo) as git:
         git.run("symbolic-ref", "HEAD", f"refs/heads/{repo.branch}")
-        plan, _ = compute_plan(git, repo.branch, git.text("rev-parse", "HEAD"), repo)
+        tip = git.text("rev-parse", "HEAD")
+        plan, _ = compute_plan(git, repo.branch, tip, repo, served_locator(git, tip, sources))
         return plan
 
 

@@ -72,6 +72,10 @@ class Notification:
     """A manual trigger: plan even a tip that was handled already."""
     pusher: str | None = None
     """Who pushed, as the forge or the git server authenticated them (for ``trust``)."""
+    cause: str | None = None
+    """For a job propagated from a subdataset: the push that caused it (``raw@1a2b3c``)."""
+    chain: str | None = None
+    """The repositories that propagation came through, comma-separated."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,9 @@ class Job:
     error: str | None
     published: str | None
     side_ref: str | None
+    cause: str | None = None
+    """The push to a subdataset that caused this job (``raw@1a2b3c``); ``None``: a push here."""
+    chain: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -122,7 +129,7 @@ class StepRow:
 
 _JOB_COLUMNS = (
     "id, repo, branch, target, state, attempts, created_at, started_at, finished_at,"
-    " error, published, side_ref"
+    " error, published, side_ref, cause, chain"
 )
 
 
@@ -142,6 +149,9 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "not_before" not in columns:  # a store from before infrastructure retries
             self._db.execute("ALTER TABLE jobs ADD COLUMN not_before REAL")
+        if "cause" not in columns:  # a store from before subdataset propagation
+            self._db.execute("ALTER TABLE jobs ADD COLUMN cause TEXT")
+            self._db.execute("ALTER TABLE jobs ADD COLUMN chain TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -180,7 +190,7 @@ class Store:
             ).fetchone()
         ):
             return EventResult("duplicate", None)
-        result = self._route(db, note.repo, note.branch, note.new, now, force=note.force)
+        result = self._route(db, note, now)
         cursor = db.execute(
             "INSERT INTO events (repo, branch, old, new, source, delivery_id, received_at,"
             " outcome, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -203,9 +213,8 @@ class Store:
             )
         return result
 
-    def _route(
-        self, db: sqlite3.Connection, repo: str, branch: str, new: str, now: float, *, force: bool
-    ) -> EventResult:
+    def _route(self, db: sqlite3.Connection, note: Notification, now: float) -> EventResult:
+        repo, branch, new, force = note.repo, note.branch, note.new, note.force
         if new == NULL_SHA:
             return EventResult("deleted", None)
         tips = db.execute(
@@ -219,7 +228,11 @@ class Store:
         ).fetchone()
         if queued is not None:
             # A newer push supersedes queued work for the branch: one job, newest tip.
-            db.execute("UPDATE jobs SET target = ? WHERE id = ?", (new, queued[0]))
+            db.execute(
+                "UPDATE jobs SET target = ?, cause = COALESCE(?, cause),"
+                " chain = COALESCE(?, chain) WHERE id = ?",
+                (new, note.cause, note.chain, queued[0]),
+            )
             return EventResult("coalesced", int(queued[0]))
         running = db.execute(
             "SELECT target FROM jobs WHERE repo = ? AND branch = ? AND state = 'running'",
@@ -231,9 +244,9 @@ class Store:
         if handled and not force:
             return EventResult("handled", None)
         cursor = db.execute(
-            "INSERT INTO jobs (id, repo, branch, target, state, created_at)"
-            " VALUES (?, ?, ?, ?, 'queued', ?)",
-            (self._next_job_id(db), repo, branch, new, now),
+            "INSERT INTO jobs (id, repo, branch, target, state, created_at, cause, chain)"
+            " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (self._next_job_id(db), repo, branch, new, now, note.cause, note.chain),
         )
         return EventResult("queued", cursor.lastrowid)
 
