@@ -36,7 +36,8 @@ from rerund.run.confine import Confinement
 from rerund.run.process import start_group, stop_group
 from rerund.run.subdatasets import by_dataset
 
-Outcome = Literal["committed", "identical"]
+Outcome = Literal["committed", "identical", "cut-off", "reused"]
+"""``cut-off`` and ``reused`` run no command (see :mod:`rerund.run.leastwork`)."""
 
 
 @dataclass(frozen=True)
@@ -422,6 +423,13 @@ _POLL_S = 0.05
 def _stop(process: subprocess.Popen[bytes], log: BinaryIO, why: str) -> None:
     stop_group(process)
     log.write(f"\n{why}\n".encode())
+
+
+def save_changes(
+    repo: GitRepo, summary: str, record: RunRecord, relock: list[str], context: StepContext
+) -> str | None:
+    """Commit the work tree's changes with ``record``, as a step's run does."""
+    return _save(repo, summary, record, relock, context)
 
 
 def _save(

@@ -12,6 +12,7 @@ from rerund.core.verified import mark_reproduced
 from rerund.errors import DirtyTreeError, GitError, RerundError, StepCancelledError
 from rerund.run.annexbatch import BatchAdd
 from rerund.run.execute import ExecOptions, StepContext, StepResult, execute_step
+from rerund.run.leastwork import LeastWork
 from rerund.run.restore import partial_dir, restore_tree
 
 
@@ -53,6 +54,7 @@ def replay(
     *,
     on_step: Callable[[StepResult], None] | None = None,
     on_start: Callable[[int, Step], None] | None = None,
+    least: LeastWork | None = None,
 ) -> ReplayReport:
     """Execute ``plan`` on the current HEAD; stop at the first failing step.
 
@@ -60,7 +62,7 @@ def replay(
     the tree is reset to the last commit, so a later rerun starts clean;
     nothing after it runs. ``options.cancel`` stops the running step and the
     rest of the plan. ``on_start`` hears of each step (its 0-based position)
-    before it runs.
+    before it runs. ``least`` cuts off or reuses what needs no run.
     """
     require_clean(repo)
     report = ReplayReport()
@@ -75,7 +77,7 @@ def replay(
             if on_start is not None:
                 on_start(position, step)
             try:
-                result = execute_step(repo, step, head, context, options)
+                result = least_step(least, repo, step, head, context, options, report.warnings)
             except RerundError as exc:
                 report.failure = exc
                 report.failed_step = step
@@ -99,6 +101,32 @@ def replay(
             if on_step is not None:
                 on_step(result)
     return report
+
+
+def least_step(  # noqa: PLR0917 - execute_step's arguments plus two
+    least: LeastWork | None,
+    repo: GitRepo,
+    step: Step,
+    head: str,
+    context: StepContext,
+    options: ExecOptions,
+    warnings: list[str],
+) -> StepResult:
+    """The step cut off or reused if it can be, else run; a new commit is filed for reuse."""
+    if least is None:
+        return execute_step(repo, step, head, context, options)
+    try:
+        result = least.shortcut(step, head, context, options)
+    except (GitError, OSError) as exc:  # a shortcut lost, not a failure: run the step
+        warnings.append(f"{step.commit[:8]}: could not check for a shortcut: {exc}")
+        result = None
+    if result is None:
+        result = execute_step(repo, step, head, context, options)
+    try:
+        least.note_commit(step, result)
+    except (GitError, OSError) as exc:
+        warnings.append(f"{step.commit[:8]}: could not file it for reuse: {exc}")
+    return result
 
 
 def _put_back(repo: GitRepo, step: Step, options: ExecOptions, report: ReplayReport) -> None:

@@ -1,0 +1,217 @@
+"""Steps that need no command run: cut off, or their results reused (issue 10).
+
+Just before a step would run on ``head``:
+
+1. **Early cutoff** — a step stale only through upstream steps
+   (:attr:`~rerund.core.plan.Step.may_cut_off`) whose inputs at ``head`` are
+   identical to those at its own record's commit (upstream reproduced them) is
+   not run. It is noted as reproduced at ``head``
+   (:func:`rerund.core.verified.mark_reproduced`), like a step that ran and
+   changed nothing, so the next plan agrees.
+2. **Reuse** — a step whose command already ran on exactly these inputs
+   somewhere in the branch's history (:mod:`rerund.core.reuseindex`) gets its
+   outputs restored from that commit, if their content is here, and a rerun
+   record saying so: ``"rerund": {"reused": "<commit>"}``. ``datalad rerun``
+   ignores the field and runs the command as usual.
+
+Both fall back to running the step whenever anything is in doubt.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from rerund.core.dsconfig import DatasetConfig
+from rerund.core.fingerprint import fingerprint, read_set, reuse_key, written_by
+from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
+from rerund.core.globbing import SpecMatcher
+from rerund.core.history import HistoryIndex
+from rerund.core.plan import Step
+from rerund.core.records import RunRecord
+from rerund.core.reuseindex import ReuseIndex, ReusePolicy, key_at, read_policy
+from rerund.core.verified import mark_reproduced
+from rerund.errors import GitError
+from rerund.run.execute import ExecOptions, StepContext, StepResult, save_changes
+
+_ANNEX_MARK = "/annex/objects/"
+
+
+@dataclass
+class LeastWork:
+    """Cutoff and reuse for the steps of one rerun in one repository."""
+
+    repo: GitRepo
+    config: DatasetConfig
+    policy: ReusePolicy
+    index: ReuseIndex | None
+    """``None``: reuse is off."""
+
+    @classmethod
+    def open(cls, repo: GitRepo, config: DatasetConfig, branch: str, *, reuse: bool) -> LeastWork:
+        """Ready for ``repo``'s checked-out tip; files the branch's records for reuse.
+
+        ``branch`` names the history index the planner keeps (its records are filed).
+        """
+        policy = read_policy(repo.path, enabled=reuse and config.reuse)
+        if not policy.enabled:
+            return cls(repo, config, policy, None)
+        index = ReuseIndex.open(repo, branch)
+        history = HistoryIndex.open(repo, branch)
+        try:
+            head = repo.text("rev-parse", "HEAD")
+            if history.tip != head:
+                history.update(head)
+            index.update(history, config.substitutions, policy)
+        finally:
+            history.close()
+        return cls(repo, config, policy, index)
+
+    def close(self) -> None:
+        if self.index is not None:
+            self.index.close()
+
+    def shortcut(
+        self, step: Step, head: str, context: StepContext, options: ExecOptions
+    ) -> StepResult | None:
+        """The step's result without running it, or ``None``: it must run.
+
+        ``repo``'s clean work tree is at ``head``.
+        """
+        started = time.monotonic()
+        reads = read_set(step.record, written_by(self.repo, step.commit), self.config.substitutions)
+        now = fingerprint(self.repo, head, reads)
+        if step.may_cut_off and now == fingerprint(self.repo, step.commit, reads):
+            mark_reproduced(self.repo, step.commit, head)
+            note = f"rerund: cut off: every input is as {step.commit[:8]} read it\n"
+            return self._result(step, "cut-off", None, head, started, options, note)
+        if self.index is None or not self.policy.allows(step.record):
+            return None
+        found = self.index.lookup(reuse_key(step.record, now, self.config.substitutions))
+        if found is None:
+            return None
+        new_commit = self._restore(step, found, head, context)
+        if new_commit is None:
+            return None
+        note = f"rerund: reused the outputs of {found}, which ran this command on these inputs\n"
+        return self._result(step, "reused", new_commit, head, started, options, note)
+
+    def note_commit(self, step: Step, result: StepResult) -> None:
+        """File a new rerun commit, so a later step (or rerun) may reuse it."""
+        if self.index is None or result.new_commit is None:
+            return
+        if self.policy.allows(step.record):
+            key = key_at(self.repo, step.record, result.new_commit, self.config.substitutions)
+            self.index.add(key, result.new_commit)
+
+    def _result(  # noqa: PLR0917 - one private call shape for both shortcuts
+        self,
+        step: Step,
+        outcome: str,
+        new_commit: str | None,
+        head: str,
+        started: float,
+        options: ExecOptions,
+        note: str,
+    ) -> StepResult:
+        options.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = options.log_dir / f"{step.commit[:12]}.log"
+        log_path.write_text(note, encoding="utf-8")
+        return StepResult(
+            step=step,
+            outcome="cut-off" if outcome == "cut-off" else "reused",
+            new_commit=new_commit,
+            head=new_commit or head,
+            exit_code=step.record.exit,
+            duration_s=time.monotonic() - started,
+            log_path=log_path,
+        )
+
+    def _restore(self, step: Step, source: str, head: str, context: StepContext) -> str | None:
+        """Put ``source``'s outputs in the work tree and commit them; ``None``: cannot."""
+        reads = read_set(step.record, (), self.config.substitutions)
+        at_source = _entries(self.repo, source, reads.writes)
+        at_head = _entries(self.repo, head, reads.writes)
+        paths = set(written_by(self.repo, source)) | set(at_source) | set(at_head)
+        source_all = _entries_of(self.repo, source, sorted(paths))
+        head_all = _entries_of(self.repo, head, sorted(paths))
+        if not self._content_here(source_all):
+            return None
+        bring = sorted(path for path, entry in source_all.items() if head_all.get(path) != entry)
+        drop = sorted(path for path in head_all if path not in source_all)
+        if not bring and not drop:
+            return None  # nothing to restore: let the step run and decide
+        git = (*WITHOUT_ANNEX_FILTER, "--literal-pathspecs")
+        try:
+            if bring:
+                self.repo.run(*git, "checkout", source, "--", *bring)
+            if drop:
+                self.repo.run(*git, "rm", "--quiet", "--", *drop)
+        except GitError:
+            self.repo.run(*WITHOUT_ANNEX_FILTER, "reset", "--hard", "--quiet", head)
+            return None
+        fields = dict(
+            step.record.rerun_of(step.commit, dsid=context.dsid, exit_code=step.record.exit).fields
+        )
+        fields["rerund"] = {"reused": source}
+        return save_changes(self.repo, step.summary, RunRecord(fields), [], context)
+
+    def _content_here(self, entries: dict[str, tuple[str, str]]) -> bool:
+        """Every annexed file among ``entries`` has its content in this repository."""
+        links = [oid for mode, oid in entries.values() if mode == "120000"]
+        if not links:
+            return True
+        texts = self.repo.read_objects(sorted(set(links)))
+        objects = self.repo.common_dir / "annex" / "objects"
+        for info in texts.values():
+            target = info.data.decode("utf-8", "surrogateescape") if info else ""
+            if _ANNEX_MARK not in target:
+                continue
+            where = objects / target.split(_ANNEX_MARK, 1)[1]
+            if not where.is_file():
+                return False
+        # Unlocked (pointer) files: their key's object must be here too.
+        return all(
+            _pointer_present(self.repo, oid, objects)
+            for mode, oid in entries.values()
+            if mode != "120000" and self.config.is_annex
+        )
+
+
+def _pointer_present(repo: GitRepo, oid: str, objects: Path) -> bool:
+    info = repo.read_objects([oid]).get(oid)
+    data = info.data if info else b""
+    if not data.startswith(b"/annex/objects/") or len(data) > 1024:
+        return True  # a plain file in git
+    key = PurePosixPath(data.decode("utf-8", "replace").strip()).name
+    out = repo.annex("contentlocation", key, check=False).decode().strip()
+    return bool(out)
+
+
+def _entries(repo: GitRepo, commit: str, matchers: tuple[SpecMatcher, ...]) -> set[str]:
+    """Tracked files in ``commit`` that the output specs cover."""
+    if not matchers:
+        return set()
+    prefixes = [m.literal_prefix for m in matchers]
+    specs = sorted(set(prefixes)) if all(prefixes) else []
+    found = _entries_of(repo, commit, specs, recursive_all=not specs)
+    return {path for path in found if any(m.covers(path) for m in matchers)}
+
+
+def _entries_of(
+    repo: GitRepo, commit: str, paths: list[str], *, recursive_all: bool = False
+) -> dict[str, tuple[str, str]]:
+    """(mode, object id) of the files at or under ``paths`` in ``commit``."""
+    if not paths and not recursive_all:
+        return {}
+    out = repo.run(
+        "--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths
+    )
+    found: dict[str, tuple[str, str]] = {}
+    for entry in out.decode("utf-8", "surrogateescape").split("\0"):
+        meta, _, path = entry.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "blob":
+            found[path] = (parts[0], parts[2])
+    return found
