@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
     rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
     rerun.add_argument(
+        "-J",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run up to N independent steps at once",
+    )
+    rerun.add_argument(
         "--no-reuse", action="store_true", help="never restore a step's results from history"
     )
     rerun.set_defaults(handler=_rerun_command)
@@ -170,8 +178,9 @@ def _rerun_command(args: argparse.Namespace) -> int:
                 StepContext(dsid, config),
                 ExecOptions(log_dir=log_dir, timeout_s=args.timeout, cancel=interrupt.event),
                 on_step=progress.step_finished,
-                on_start=progress.step_started,
+                on_start=progress.step_started if args.jobs <= 1 else None,
                 least=least,
+                slots=args.jobs,
             )
     finally:
         if least is not None:

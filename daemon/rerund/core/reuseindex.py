@@ -80,10 +80,13 @@ class ReuseIndex:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", branch) or "HEAD"
         try:
             folder.mkdir(exist_ok=True)
-            db = sqlite3.connect(folder / f"reuse-{name}.sqlite", isolation_level=None)
+            # Steps run side by side file their commits from their threads (under a lock).
+            db = sqlite3.connect(
+                folder / f"reuse-{name}.sqlite", isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode=WAL")
         except (OSError, sqlite3.OperationalError):
-            db = sqlite3.connect(":memory:", isolation_level=None)
+            db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         db.executescript(_SCHEMA)
         index = cls(repo, db)
         if index._meta("version") != _VERSION:

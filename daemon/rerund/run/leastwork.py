@@ -5,7 +5,7 @@ Just before a step would run on ``head``:
 1. **Early cutoff** — a step stale only through upstream steps
    (:attr:`~rerund.core.plan.Step.may_cut_off`) whose inputs at ``head`` are
    identical to those at its own record's commit (upstream reproduced them) is
-   not run. It is noted as reproduced at ``head``
+   not run. The caller notes it as reproduced
    (:func:`rerund.core.verified.mark_reproduced`), like a step that ran and
    changed nothing, so the next plan agrees.
 2. **Reuse** — a step whose command already ran on exactly these inputs
@@ -19,8 +19,9 @@ Both fall back to running the step whenever anything is in doubt.
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from rerund.core.dsconfig import DatasetConfig
@@ -31,7 +32,6 @@ from rerund.core.history import HistoryIndex
 from rerund.core.plan import Step
 from rerund.core.records import RunRecord
 from rerund.core.reuseindex import ReuseIndex, ReusePolicy, key_at, read_policy
-from rerund.core.verified import mark_reproduced
 from rerund.errors import GitError
 from rerund.run.execute import ExecOptions, StepContext, StepResult, save_changes
 
@@ -47,6 +47,7 @@ class LeastWork:
     policy: ReusePolicy
     index: ReuseIndex | None
     """``None``: reuse is off."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, repo: GitRepo, config: DatasetConfig, branch: str, *, reuse: bool) -> LeastWork:
@@ -73,37 +74,38 @@ class LeastWork:
             self.index.close()
 
     def shortcut(
-        self, step: Step, head: str, context: StepContext, options: ExecOptions
+        self, work: GitRepo, step: Step, head: str, context: StepContext, options: ExecOptions
     ) -> StepResult | None:
         """The step's result without running it, or ``None``: it must run.
 
-        ``repo``'s clean work tree is at ``head``.
+        ``work`` is a clean work tree of the repository at ``head`` (restored outputs
+        are committed there). Safe to call from several threads.
         """
         started = time.monotonic()
         reads = read_set(step.record, written_by(self.repo, step.commit), self.config.substitutions)
         now = fingerprint(self.repo, head, reads)
         if step.may_cut_off and now == fingerprint(self.repo, step.commit, reads):
-            mark_reproduced(self.repo, step.commit, head)
             note = f"rerund: cut off: every input is as {step.commit[:8]} read it\n"
             return self._result(step, "cut-off", None, head, started, options, note)
         if self.index is None or not self.policy.allows(step.record):
             return None
-        found = self.index.lookup(reuse_key(step.record, now, self.config.substitutions))
+        with self._lock:
+            found = self.index.lookup(reuse_key(step.record, now, self.config.substitutions))
         if found is None:
             return None
-        new_commit = self._restore(step, found, head, context)
+        new_commit = self._restore(work, step, found, head, context)
         if new_commit is None:
             return None
         note = f"rerund: reused the outputs of {found}, which ran this command on these inputs\n"
         return self._result(step, "reused", new_commit, head, started, options, note)
 
-    def note_commit(self, step: Step, result: StepResult) -> None:
-        """File a new rerun commit, so a later step (or rerun) may reuse it."""
-        if self.index is None or result.new_commit is None:
+    def note_commit(self, step: Step, commit: str | None) -> None:
+        """File a new rerun commit of ``step``, so a later step (or rerun) may reuse it."""
+        if self.index is None or commit is None or not self.policy.allows(step.record):
             return
-        if self.policy.allows(step.record):
-            key = key_at(self.repo, step.record, result.new_commit, self.config.substitutions)
-            self.index.add(key, result.new_commit)
+        key = key_at(self.repo, step.record, commit, self.config.substitutions)
+        with self._lock:
+            self.index.add(key, commit)
 
     def _result(  # noqa: PLR0917 - one private call shape for both shortcuts
         self,
@@ -128,7 +130,9 @@ class LeastWork:
             log_path=log_path,
         )
 
-    def _restore(self, step: Step, source: str, head: str, context: StepContext) -> str | None:
+    def _restore(
+        self, work: GitRepo, step: Step, source: str, head: str, context: StepContext
+    ) -> str | None:
         """Put ``source``'s outputs in the work tree and commit them; ``None``: cannot."""
         reads = read_set(step.record, (), self.config.substitutions)
         at_source = _entries(self.repo, source, reads.writes)
@@ -145,17 +149,17 @@ class LeastWork:
         git = (*WITHOUT_ANNEX_FILTER, "--literal-pathspecs")
         try:
             if bring:
-                self.repo.run(*git, "checkout", source, "--", *bring)
+                work.run(*git, "checkout", source, "--", *bring)
             if drop:
-                self.repo.run(*git, "rm", "--quiet", "--", *drop)
+                work.run(*git, "rm", "--quiet", "--", *drop)
         except GitError:
-            self.repo.run(*WITHOUT_ANNEX_FILTER, "reset", "--hard", "--quiet", head)
+            work.run(*WITHOUT_ANNEX_FILTER, "reset", "--hard", "--quiet", head)
             return None
         fields = dict(
             step.record.rerun_of(step.commit, dsid=context.dsid, exit_code=step.record.exit).fields
         )
         fields["rerund"] = {"reused": source}
-        return save_changes(self.repo, step.summary, RunRecord(fields), [], context)
+        return save_changes(work, step.summary, RunRecord(fields), [], context)
 
     def _content_here(self, entries: dict[str, tuple[str, str]]) -> bool:
         """Every annexed file among ``entries`` has its content in this repository."""
