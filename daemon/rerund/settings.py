@@ -13,12 +13,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rerund.core.dsconfig import DriftPolicy
 from rerund.errors import ConfigError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+OnFailure = Literal["publish-independent", "publish-nothing"]
 _SECRETS = ("github_secret", "gitlab_token", "gitea_secret", "forgejo_secret")
 
 
@@ -37,6 +38,12 @@ class RepoSettings:
     """Watch the remote's refs on disk (only for local bare repositories)."""
     forge_name: str | None = None
     """The repository as the forge names it (``owner/name``); deliveries must name it."""
+    reuse: bool = True
+    """Restore a step's outputs from an earlier run of it on the same inputs (issue 10)."""
+    max_parallel_steps: int = 4
+    """Independent steps of one plan run side by side, up to this (and the global limit)."""
+    on_failure: OnFailure = "publish-independent"
+    """Publish the steps independent of a failed one, or keep all on the side ref only."""
 
     @property
     def slug(self) -> str:
@@ -183,9 +190,22 @@ def _repo(item: object, position: int, base: Path) -> RepoSettings:
         drift="report" if drift == "report" else "rerun",
         watch=reader.boolean("watch", True),
         forge_name=reader.optional_string("forge_name"),
+        reuse=reader.boolean("reuse", True),
+        max_parallel_steps=reader.integer("max_parallel_steps", 4, minimum=1),
+        on_failure=_on_failure(reader.string("on_failure", "publish-independent"), where),
     )
     reader.reject_unknown()
     return repo
+
+
+def _on_failure(value: str, where: str) -> OnFailure:
+    if value == "publish-independent":
+        return "publish-independent"
+    if value == "publish-nothing":
+        return "publish-nothing"
+    raise ConfigError(
+        f"{where}on_failure must be 'publish-independent' or 'publish-nothing', not {value!r}"
+    )
 
 
 def _group(name: str | None) -> str | None:
