@@ -139,3 +139,47 @@ def test_datalad_reruns_a_reused_commit_by_running_its_command(tmp_path: Path) -
 
     assert 4 == _runs(counter)
     assert "" == ds.status()
+
+
+def _noisy_pipeline(path: Path, counter: Path) -> Dataset:
+    """raw -> clean -> noisy (adds a random number) -> final; commands count their runs."""
+    datalad("create", "-c", "text2git", str(path))
+    ds = Dataset(path)
+    ds.write("raw/data.txt", "3\n1\n")
+    datalad("save", "-m", "raw data", cwd=path)
+    count = f"echo run >> {counter}"
+    ds.run_step("clean", "raw/data.txt", "clean.txt", f"{count}; sort -n {{inputs}} > {{outputs}}")
+    noisy = f"{count}; (cat {{inputs}}; od -An -N8 -tu8 /dev/urandom) > {{outputs}}"
+    ds.run_step("noisy", "clean.txt", "noisy.txt", noisy)
+    ds.run_step("final", "noisy.txt", "final.txt", f"{count}; wc -c < {{inputs}} > {{outputs}}")
+    ds.write(".rerund.toml", '[reuse]\nnever = ["*/dev/urandom*"]\n')
+    ds.save("the noisy step is never reused")
+    counter.unlink()
+    return ds
+
+
+def test_a_non_deterministic_step_is_rerun_and_its_dependants_are_not_cut_off(
+    tmp_path: Path,
+) -> None:
+    """A step marked non-reusable runs on a revert; its new output makes its dependant run."""
+    counter = tmp_path / "counter"
+    ds = _noisy_pipeline(tmp_path / "ds", counter)
+    ds.write("raw/data.txt", "3\n1\n2\n")
+    ds.save("fix raw data")
+    rerund("rerun", cwd=ds.path)
+    assert 3 == _runs(counter)
+    noisy_before = ds.read("noisy.txt")
+    ds.git("revert", "--no-edit", "HEAD~3")
+    revert = ds.head()
+
+    rerund("rerun", cwd=ds.path)
+
+    assert 5 == _runs(counter)  # clean reused; noisy and final ran
+    assert ["clean", "noisy", "final"] == [
+        s.removeprefix("[DATALAD RUNCMD] ") for s in ds.subjects(f"{revert}..HEAD")
+    ]
+    assert "reused" in ds.record("HEAD~2")["rerund"]
+    assert "rerund" not in ds.record("HEAD~1")
+    assert "rerund" not in ds.record("HEAD")
+    assert noisy_before != ds.read("noisy.txt")
+    assert [] == ds.plan()["steps"]
