@@ -91,11 +91,13 @@ def fingerprint(repo: GitRepo, commit: str, reads: ReadSet) -> Fingerprint:
     specs = reads.pathspecs()
     if specs is None:
         return ()
-    entries = _ls_tree(repo, commit, specs, recursive=True)
+    # .gitmodules rides along: without it there is no subdataset to look for.
+    looked = [*specs, ".gitmodules"] if specs else specs
+    entries = _ls_tree(repo, commit, looked, recursive=True)
     found = {path: ident for path, ident in entries.items() if reads.wanted(path)}
     # Inputs inside a subdataset: ls-tree stops at the gitlink; take the gitlink itself.
     ancestors = sorted({a for spec in specs for a in _ancestors(spec)})
-    if ancestors:
+    if ancestors and ".gitmodules" in entries:
         for path, ident in _ls_tree(repo, commit, ancestors, recursive=False).items():
             if ident.startswith("gitlink:"):
                 found[path] = ident

@@ -22,20 +22,21 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from rerund.core.dsconfig import DatasetConfig
 from rerund.core.fingerprint import fingerprint, read_set, reuse_key, written_by
 from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
-from rerund.core.globbing import SpecMatcher
 from rerund.core.history import HistoryIndex
 from rerund.core.plan import Step
-from rerund.core.records import RunRecord
+from rerund.core.records import RunRecord, format_message
 from rerund.core.reuseindex import ReuseIndex, ReusePolicy, key_at, read_policy
 from rerund.errors import GitError
 from rerund.run.execute import ExecOptions, StepContext, StepResult, save_changes
 
 _ANNEX_MARK = "/annex/objects/"
+_LINK_MODE = "120000"
+_POINTER_MAX = 1024
 
 
 @dataclass
@@ -48,6 +49,8 @@ class LeastWork:
     index: ReuseIndex | None
     """``None``: reuse is off."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _keys: dict[str, str] = field(default_factory=dict)
+    """Each step's reuse key, from the inputs it was checked (and then run) with."""
 
     @classmethod
     def open(cls, repo: GitRepo, config: DatasetConfig, branch: str, *, reuse: bool) -> LeastWork:
@@ -84,13 +87,16 @@ class LeastWork:
         started = time.monotonic()
         reads = read_set(step.record, written_by(self.repo, step.commit), self.config.substitutions)
         now = fingerprint(self.repo, head, reads)
+        key = reuse_key(step.record, now, self.config.substitutions)
+        with self._lock:  # the step's outputs never count as its inputs: the key stays true
+            self._keys[step.commit] = key
         if step.may_cut_off and now == fingerprint(self.repo, step.commit, reads):
             note = f"rerund: cut off: every input is as {step.commit[:8]} read it\n"
             return self._result(step, "cut-off", None, head, started, options, note)
         if self.index is None or not self.policy.allows(step.record):
             return None
         with self._lock:
-            found = self.index.lookup(reuse_key(step.record, now, self.config.substitutions))
+            found = self.index.lookup(key)
         if found is None:
             return None
         new_commit = self._restore(work, step, found, head, context)
@@ -103,7 +109,10 @@ class LeastWork:
         """File a new rerun commit of ``step``, so a later step (or rerun) may reuse it."""
         if self.index is None or commit is None or not self.policy.allows(step.record):
             return
-        key = key_at(self.repo, step.record, commit, self.config.substitutions)
+        with self._lock:
+            key = self._keys.get(step.commit)
+        if key is None:
+            key = key_at(self.repo, step.record, commit, self.config.substitutions)
         with self._lock:
             self.index.add(key, commit)
 
@@ -134,16 +143,24 @@ class LeastWork:
         self, work: GitRepo, step: Step, source: str, head: str, context: StepContext
     ) -> str | None:
         """Put ``source``'s outputs in the work tree and commit them; ``None``: cannot."""
-        reads = read_set(step.record, (), self.config.substitutions)
-        at_source = _entries(self.repo, source, reads.writes)
-        at_head = _entries(self.repo, head, reads.writes)
-        paths = set(written_by(self.repo, source)) | set(at_source) | set(at_head)
-        source_all = _entries_of(self.repo, source, sorted(paths))
-        head_all = _entries_of(self.repo, head, sorted(paths))
-        if not self._content_here(source_all):
+        writes = read_set(step.record, (), self.config.substitutions).writes
+        written = set(written_by(self.repo, source))
+        prefixes = [m.literal_prefix for m in writes]
+        where = sorted(written | set(prefixes)) if all(prefixes) else []
+
+        def outputs(commit: str) -> dict[str, tuple[str, str]]:
+            found = _entries_of(self.repo, commit, where, recursive_all=not where)
+            return {
+                path: entry
+                for path, entry in found.items()
+                if path in written or any(m.covers(path) for m in writes)
+            }
+
+        at_source, at_head = outputs(source), outputs(head)
+        if not self._content_here(at_source):
             return None
-        bring = sorted(path for path, entry in source_all.items() if head_all.get(path) != entry)
-        drop = sorted(path for path in head_all if path not in source_all)
+        bring = sorted(path for path, entry in at_source.items() if at_head.get(path) != entry)
+        drop = sorted(path for path in at_head if path not in at_source)
         if not bring and not drop:
             return None  # nothing to restore: let the step run and decide
         git = (*WITHOUT_ANNEX_FILTER, "--literal-pathspecs")
@@ -155,52 +172,34 @@ class LeastWork:
         except GitError:
             work.run(*WITHOUT_ANNEX_FILTER, "reset", "--hard", "--quiet", head)
             return None
-        fields = dict(
-            step.record.rerun_of(step.commit, dsid=context.dsid, exit_code=step.record.exit).fields
-        )
-        fields["rerund"] = {"reused": source}
-        return save_changes(work, step.summary, RunRecord(fields), [], context)
+        rerun = step.record.rerun_of(step.commit, dsid=context.dsid, exit_code=step.record.exit)
+        record = RunRecord({**rerun.fields, "rerund": {"reused": source}})
+        if self.config.record_sidecar:
+            return save_changes(work, step.summary, record, [], context)
+        # Everything is staged already and the tree was clean: commit the index as it is.
+        skip_hooks = ("--no-verify",) if self.config.only_annex_hooks else ()
+        message = format_message(step.summary, record, sidecar=False)
+        work.run(*git, "commit", "--quiet", *skip_hooks, "-F", "-", stdin=message.encode())
+        return work.text("rev-parse", "HEAD")
 
     def _content_here(self, entries: dict[str, tuple[str, str]]) -> bool:
         """Every annexed file among ``entries`` has its content in this repository."""
-        links = [oid for mode, oid in entries.values() if mode == "120000"]
-        if not links:
+        if not self.config.is_annex or not entries:
             return True
-        texts = self.repo.read_objects(sorted(set(links)))
+        texts = self.repo.read_objects(sorted({oid for _, oid in entries.values()}))
         objects = self.repo.common_dir / "annex" / "objects"
-        for info in texts.values():
-            target = info.data.decode("utf-8", "surrogateescape") if info else ""
-            if _ANNEX_MARK not in target:
-                continue
-            where = objects / target.split(_ANNEX_MARK, 1)[1]
-            if not where.is_file():
-                return False
-        # Unlocked (pointer) files: their key's object must be here too.
-        return all(
-            _pointer_present(self.repo, oid, objects)
-            for mode, oid in entries.values()
-            if mode != "120000" and self.config.is_annex
-        )
-
-
-def _pointer_present(repo: GitRepo, oid: str, objects: Path) -> bool:
-    info = repo.read_objects([oid]).get(oid)
-    data = info.data if info else b""
-    if not data.startswith(b"/annex/objects/") or len(data) > 1024:
-        return True  # a plain file in git
-    key = PurePosixPath(data.decode("utf-8", "replace").strip()).name
-    out = repo.annex("contentlocation", key, check=False).decode().strip()
-    return bool(out)
-
-
-def _entries(repo: GitRepo, commit: str, matchers: tuple[SpecMatcher, ...]) -> set[str]:
-    """Tracked files in ``commit`` that the output specs cover."""
-    if not matchers:
-        return set()
-    prefixes = [m.literal_prefix for m in matchers]
-    specs = sorted(set(prefixes)) if all(prefixes) else []
-    found = _entries_of(repo, commit, specs, recursive_all=not specs)
-    return {path for path in found if any(m.covers(path) for m in matchers)}
+        for mode, oid in entries.values():
+            info = texts.get(oid)
+            data = info.data if info is not None else b""
+            if mode == _LINK_MODE and _ANNEX_MARK.encode() in data:
+                located = objects / data.decode("utf-8", "surrogateescape").split(_ANNEX_MARK)[1]
+                if not located.is_file():
+                    return False
+            elif data.startswith(_ANNEX_MARK.encode()) and len(data) < _POINTER_MAX:
+                key = PurePosixPath(data.decode("utf-8", "replace").strip()).name
+                if not self.repo.annex("contentlocation", key, check=False).strip():
+                    return False  # an unlocked file whose content is not here
+        return True
 
 
 def _entries_of(
