@@ -3,10 +3,14 @@
 Steps run side by side each commit on the base it ran on. What is published
 must be what running them one after another gives, so each commit's change
 (its tree against its base) is applied, in plan order, onto the commit made
-so far — in a private index, never touching a work tree — and committed with
-the step's own message and author. Independent steps change disjoint paths;
-a path that the chain so far holds differently from the step's base is a
-conflict and raises: rerund never merges results.
+so far, and committed with the step's own message (byte for byte) and
+author. Independent steps change disjoint paths; a path that an earlier step
+of the chain left differently from the step's base is a conflict and raises:
+rerund never merges results.
+
+Three git processes whatever the number of commits: one ``diff-tree
+--stdin`` for every change, one ``cat-file --batch`` for the messages, one
+``fast-import`` that writes the commits; no work tree or index is touched.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rerund.core.gitrepo import NULL_SHA, GitRepo
+from rerund.core.gitrepo import GitRepo
 from rerund.errors import RerundError
+
+_ABSENT = "000000"
+_SCRATCH_REF = "refs/rerund/linearize"
 
 
 class ConflictError(RerundError):
@@ -33,85 +40,125 @@ class Made:
     commit: str
 
 
+@dataclass(frozen=True)
+class _Change:
+    path: str
+    old: str
+    """``"mode oid"`` at the step's base."""
+    mode: str
+    oid: str
+
+
 def linearize(repo: GitRepo, parent: str, made: Sequence[Made]) -> list[str]:
     """Re-make ``made`` one after another on ``parent``; the new commits, in order.
 
-    A commit already made on the chain so far (its base is the chain's head)
-    is kept as it is.
+    Commits already made on the chain so far (their base is its head) are kept.
     """
-    index_file = Path(tempfile.mkdtemp(prefix="rerund-index-", dir=repo.common_dir)) / "index"
-    env = {"GIT_INDEX_FILE": str(index_file)}
-    out: list[str] = []
-    try:
-        loaded = None
-        for item in made:
-            if item.base == parent:
-                out.append(item.commit)
-                parent, loaded = item.commit, None
-                continue
-            if loaded != parent:
-                repo.run("read-tree", parent, env=env)
-            parent = _apply(repo, parent, item, env)
-            loaded = parent
-            out.append(parent)
-    finally:
-        shutil.rmtree(index_file.parent, ignore_errors=True)
-    return out
-
-
-def _apply(repo: GitRepo, parent: str, item: Made, env: dict[str, str]) -> str:
-    raw = repo.run("diff-tree", "-r", "-z", "--no-renames", "--raw", item.base, item.commit)
-    fields = raw.decode("utf-8", "surrogateescape").split("\0")
-    changes: list[tuple[str, str, str, str]] = []  # (path, old "mode oid", new mode, new oid)
-    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-        parts = meta.lstrip(":").split()
-        if len(parts) >= 5:
-            changes.append((path, f"{parts[0]} {parts[2]}", parts[1], parts[3]))
-    if changes:
-        now = _entries(repo, parent, [path for path, *_ in changes])
-        for path, old, mode, oid in changes:
-            held = now.get(path, f"000000 {NULL_SHA}")
-            if held not in (old, f"{mode} {oid}"):
+    remake = _to_remake(parent, made)
+    if not remake:
+        return [item.commit for item in made]
+    changes = _changes(repo, [made[i] for i in remake])
+    texts = repo.read_objects(made[i].commit for i in remake)
+    stream: list[bytes] = []
+    held: dict[str, str] = {}  # path -> "mode oid" as the chain so far leaves it
+    tip: str = parent
+    marks: dict[int, int] = {}
+    ident = repo.text("var", "GIT_COMMITTER_IDENT")
+    for position, item in enumerate(made):
+        if position not in remake:
+            tip = item.commit
+            continue
+        mark = len(marks) + 1
+        marks[position] = mark
+        info = texts[item.commit]
+        if info is None:
+            raise RerundError(f"commit {item.commit} is missing")
+        header, _, message = info.data.partition(b"\n\n")
+        author = next(
+            line for line in header.split(b"\n") if line.startswith(b"author ")
+        ).removeprefix(b"author ")
+        stream += [
+            f"commit {_SCRATCH_REF}\nmark :{mark}\n".encode(),
+            b"author " + author + b"\n",
+            f"committer {ident}\n".encode(),
+            b"data %d\n" % len(message) + message + b"\n",
+            f"from {tip}\n".encode(),
+        ]
+        for change in changes[item.commit]:
+            now = held.get(change.path)
+            if now is not None and now not in (change.old, f"{change.mode} {change.oid}"):
                 raise ConflictError(
-                    f"steps run side by side both changed {path} ({item.commit[:8]});"
+                    f"steps run side by side both changed {change.path} ({item.commit[:8]});"
                     " run them one after another (-J 1)"
                 )
-        lines = [
-            f"{mode} {oid}\t{path}" if mode != "000000" else f"0 {NULL_SHA}\t{path}"
-            for path, _, mode, oid in changes
-        ]
-        repo.run(
-            "update-index", "-z", "--index-info", stdin=("\0".join(lines) + "\0").encode(), env=env
-        )
-    tree = (
-        repo.run("write-tree", env=env).decode().strip()
-        if changes
-        else repo.text("rev-parse", f"{parent}^{{tree}}")
-    )
-    return _commit_like(repo, item.commit, tree, parent)
+            held[change.path] = f"{change.mode} {change.oid}"
+            stream.append(_file_command(change))
+        stream.append(b"\n")
+        tip = f":{mark}"
+    shas = _fast_import(repo, b"".join(stream), len(marks))
+    return [shas[marks[p]] if p in marks else item.commit for p, item in enumerate(made)]
 
 
-def _entries(repo: GitRepo, commit: str, paths: list[str]) -> dict[str, str]:
-    out = repo.run(
-        "--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths
-    )
-    found: dict[str, str] = {}
-    for entry in out.decode("utf-8", "surrogateescape").split("\0"):
-        meta, _, path = entry.partition("\t")
-        parts = meta.split()
-        if len(parts) == 3:
-            found[path] = f"{parts[0]} {parts[2]}"
+def _to_remake(parent: str, made: Sequence[Made]) -> set[int]:
+    """Positions whose commit is not already on the chain (base = the head so far)."""
+    remake: set[int] = set()
+    tip = parent
+    for position, item in enumerate(made):
+        if item.base == tip and not remake:
+            tip = item.commit
+        else:
+            remake.add(position)
+    return remake
+
+
+def _changes(repo: GitRepo, made: Sequence[Made]) -> dict[str, list[_Change]]:
+    """Each commit's changes against its base, from one ``diff-tree --stdin``."""
+    request = "".join(f"{item.commit} {item.base}\n" for item in made).encode()
+    raw = repo.run("diff-tree", "--stdin", "-r", "-z", "--no-renames", "--raw", stdin=request)
+    found: dict[str, list[_Change]] = {item.commit: [] for item in made}
+    fields = raw.decode("utf-8", "surrogateescape").split("\0")
+    current: list[_Change] | None = None
+    position = 0
+    while position < len(fields):
+        field = fields[position]
+        if field.startswith(":"):
+            parts = field[1:].split()
+            path = fields[position + 1]
+            if current is not None:
+                current.append(_Change(path, f"{parts[0]} {parts[2]}", parts[1], parts[3]))
+            position += 2
+            continue
+        words = field.split()
+        if words and len(words[0]) >= 40:  # "<commit> <base>" heads each commit's diff
+            current = found.get(words[0])
+        position += 1
     return found
 
 
-def _commit_like(repo: GitRepo, original: str, tree: str, parent: str) -> str:
-    """A commit of ``tree`` on ``parent`` with ``original``'s message (byte for byte) and author."""
-    header, _, message = repo.run("cat-file", "commit", original).partition(b"\n\n")
-    env: dict[str, str] = {}
-    for line in header.decode("utf-8", "surrogateescape").splitlines():
-        if line.startswith("author "):
-            who, _, when = line[len("author ") :].rpartition("> ")
-            name, _, email = who.partition(" <")
-            env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": when}
-    made = repo.run("commit-tree", tree, "-p", parent, "-F", "-", stdin=message, env=env)
-    return made.decode().strip()
+def _file_command(change: _Change) -> bytes:
+    path = change.path
+    if path.startswith('"') or "\n" in path:
+        raise RerundError(f"rerund cannot lay out a commit changing {path!r}; run with -J 1")
+    if change.mode == _ABSENT:
+        return f"D {path}\n".encode("utf-8", "surrogateescape")
+    return f"M {change.mode} {change.oid} {path}\n".encode("utf-8", "surrogateescape")
+
+
+def _fast_import(repo: GitRepo, stream: bytes, count: int) -> dict[int, str]:
+    folder = Path(tempfile.mkdtemp(prefix="rerund-marks-", dir=repo.common_dir))
+    marks = folder / "marks"
+    try:
+        repo.run(
+            "fast-import", "--quiet", "--force", "--date-format=raw",
+            f"--export-marks={marks}", stdin=stream,
+        )  # fmt: skip
+        shas = {
+            int(mark.lstrip(":")): sha
+            for mark, sha in (line.split() for line in marks.read_text().splitlines())
+        }
+    finally:
+        repo.run("update-ref", "-d", _SCRATCH_REF, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+    if len(shas) != count:
+        raise RerundError("git fast-import made fewer commits than asked")
+    return shas

@@ -122,6 +122,8 @@ class Scheduler:
         self.deps = dependencies(repo, plan.steps)
         self._lock = threading.Lock()
         self._scratch_root = scratch_dir
+        self._idle: dict[str, Path] = {}
+        """Clean scratch trees of finished steps, by the commit they hold."""
         self._scratch = Path()
 
     def run(self) -> Outcome:
@@ -201,9 +203,11 @@ class Scheduler:
     def _one(self, position: int, base: str, outcome: Outcome) -> None:
         step = self.plan.steps[position]
         with self.slot():
-            tree = self._scratch / f"{step.commit[:12]}"
+            with self._lock:  # a finished step's clean tree at this base saves a checkout
+                tree = self._idle.pop(base, None) or self._scratch / f"{step.commit[:12]}"
             try:
-                work = self._checkout(tree, base)
+                work = GitRepo(tree, env=self.repo.env) if tree.exists() else None
+                work = work or self._checkout(tree, base)
                 result = self._run(work, step, base)
             except RerundError as exc:
                 kept = self._keep(tree, step) if tree.exists() else None
@@ -214,8 +218,8 @@ class Scheduler:
                 if self.on_failure is not None:
                     self.on_failure(position, exc)
                 return
-            _remove(tree)
         with self._lock:
+            self._idle[result.head] = tree  # removed with the scratch directory
             outcome.results[position] = result
             if result.new_commit is not None:
                 outcome.made[position] = Made(base, result.new_commit)
