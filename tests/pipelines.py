@@ -16,9 +16,12 @@ SUBJECT = (
 )
 
 
-def build_subjects(path: Path) -> Dataset:
-    """8 per-subject steps (raw/sub-XX -> derived/sub-XX) and a group step reading them all."""
-    datalad("create", "-c", "text2git", str(path))
+def build_subjects(path: Path, *, annex: bool = False) -> Dataset:
+    """8 per-subject steps (raw/sub-XX -> derived/sub-XX) and a group step reading them all.
+
+    With ``annex`` every file is annexed (``datalad create`` without text2git).
+    """
+    datalad("create", str(path)) if annex else datalad("create", "-c", "text2git", str(path))
     ds = Dataset(path)
     for subject in SUBJECTS:
         ds.write(f"raw/{subject}.txt", "1\n2\n")

@@ -79,3 +79,24 @@ def test_a_failing_subject_stops_only_its_dependants(subjects: Dataset) -> None:
     assert "" == subjects.status()
     stale = [step["summary"] for step in subjects.plan()["steps"]]
     assert ["sub-03", "group"] == stale
+
+
+def test_annexed_steps_side_by_side_give_the_sequential_trees(tmp_path: Path) -> None:
+    """Every file annexed: -J 4 and -J 1 commit the same trees, and the content is here."""
+    side = build_subjects(tmp_path / "side", annex=True)
+    side.write("code/subject.sh", SUBJECT.replace("wc -l <", "sort -rn"))
+    side.save("subjects sorted")
+    sequential = Dataset(tmp_path / "sequential")
+    shutil.copytree(side.path, sequential.path, symlinks=True)
+    base = side.head()
+
+    rerund("rerun", "-J", "4", cwd=side.path)
+    rerund("rerun", cwd=sequential.path)
+
+    assert sequential.git("rev-parse", "HEAD^{tree}") == side.git("rev-parse", "HEAD^{tree}")
+    assert 9 == len(side.subjects(f"{base}..HEAD"))
+    assert (side.path / "derived" / "sub-05.txt").is_symlink()
+    assert "2\n1\n" == side.read("derived/sub-05.txt")
+    assert "" == side.status()
+    run("git", "annex", "fsck", "--fast", "--quiet", cwd=side.path)
+    run("datalad", "rerun", "HEAD~2", cwd=side.path)
