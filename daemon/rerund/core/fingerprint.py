@@ -132,6 +132,24 @@ def written_by(repo: GitRepo, commit: str) -> list[str]:
     return [path for path in out.decode("utf-8", "surrogateescape").split("\0") if path]
 
 
+def written_by_each(repo: GitRepo, commits: Sequence[str]) -> dict[str, list[str]]:
+    """:func:`written_by` of many commits with one ``git diff-tree --stdin``."""
+    found: dict[str, list[str]] = {commit: [] for commit in commits}
+    if not commits:
+        return found
+    out = repo.run(
+        "diff-tree", "--stdin", "--root", "-r", "-z", "--no-renames", "--name-only",
+        "-m", "--first-parent", stdin="".join(f"{c}\n" for c in commits).encode(),
+    )  # fmt: skip
+    current: list[str] | None = None
+    for field in out.decode("utf-8", "surrogateescape").split("\0"):
+        if field in found:  # each commit's paths follow its id
+            current = found[field]
+        elif field and current is not None:
+            current.append(field)
+    return found
+
+
 def _ancestors(path: str) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]

@@ -20,7 +20,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rerund.core.fingerprint import fingerprint, read_set, reuse_key, written_by
+from rerund.core.fingerprint import (
+    fingerprint,
+    read_set,
+    reuse_key,
+    written_by,
+    written_by_each,
+)
 from rerund.core.gitrepo import GitRepo
 from rerund.core.history import HistoryIndex
 from rerund.core.placeholders import command_text
@@ -113,12 +119,21 @@ class ReuseIndex:
         if since < 0:
             self._db.execute("DELETE FROM runs")
         filed = 0
+        usable = [
+            rec
+            for rec in history.records(since)
+            if rec.record is not None and rec.error is None and policy.allows(rec.record)
+        ]
+        written = written_by_each(self.repo, [rec.commit for rec in usable])
         self._db.execute("BEGIN")
         try:
-            for rec in history.records(since):
-                if rec.record is not None and rec.error is None and policy.allows(rec.record):
-                    self.add(key_at(self.repo, rec.record, rec.commit, substitutions), rec.commit)
-                    filed += 1
+            for rec in usable:
+                assert rec.record is not None  # noqa: S101 - filtered above, for mypy
+                key = key_at(
+                    self.repo, rec.record, rec.commit, substitutions, written=written[rec.commit]
+                )
+                self.add(key, rec.commit)
+                filed += 1
             if history.tip_seq >= 0:
                 self._set_meta("seq", str(history.tip_seq))
                 self._set_meta("sha", history.commit_at(history.tip_seq))
