@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,18 @@ STEP = (
 # The installed console script may predate this checkout's layout: run the package itself.
 RERUND = (PYTHON, "-m", "rerund")
 BUILD_ENV = {**os.environ, "BENCH_SLEEP": "0"}
+
+
+def _cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _timed(argv: list[Any], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system, children included) of one run."""
+    before = _cpu_s()
+    took = run_timed(argv, cwd, env=env)
+    return took.seconds, _cpu_s() - before
 
 
 def _env(sleep_s: float) -> dict[str, str]:
@@ -101,11 +114,12 @@ def wide(root: Path) -> dict[str, Any]:
     changed = _save(ds, "fix every raw file")
     ours, theirs = _copy(ds, "wide-rerund"), _copy(ds, "wide-datalad")
     progress("wide: rerund rerun -J 8")
-    mine = run_timed([*RERUND, "rerun", "-J", "8"], ours, env=_env(1))
+    mine_s, mine_cpu = _timed([*RERUND, "rerun", "-J", "8"], ours, _env(1))
     progress("wide: datalad rerun --since=BASE")
     dl = run_timed([DATALAD, "rerun", "--since", base], theirs, env=_env(1))
     return {
-        "rerund_s": mine.seconds,
+        "rerund_s": mine_s,
+        "rerund_cpu_s": mine_cpu,
         "datalad_s": dl.seconds,
         "rerund_commits": _commits(ours, changed),
         "datalad_commits": _commits(theirs, changed),
@@ -128,14 +142,13 @@ def cutoff(root: Path) -> dict[str, Any]:
     ours, theirs = _copy(ds, "cutoff-rerund"), _copy(ds, "cutoff-datalad")
     env = {**_env(0), "BENCH_LAST": "5"}
     progress("cutoff: rerund rerun")
-    mine = run_timed([*RERUND, "rerun"], ours, env=env)
+    mine_s, mine_cpu = _timed([*RERUND, "rerun"], ours, env)
     progress("cutoff: datalad rerun --since=BASE")
     dl = run_timed([DATALAD, "rerun", "--since", base], theirs, env=env)
     return {
-        "rerund_s": mine.seconds,
+        "rerund_s": mine_s,
+        "rerund_cpu_s": mine_cpu,
         "datalad_s": dl.seconds,
-        "rerund_summary": mine.stdout.strip().splitlines()[-1:]
-        + mine.stderr.strip().splitlines()[-1:],
         "rerund_commits": _commits(ours, changed),
     }
 
@@ -156,12 +169,13 @@ def revert(root: Path) -> dict[str, Any]:
     reverted = git(ds, "rev-parse", "HEAD")
     ours, theirs = _copy(ds, "revert-rerund"), _copy(ds, "revert-datalad")
     progress("revert: rerund rerun")
-    mine = run_timed([*RERUND, "rerun"], ours, env=_env(1))
+    mine_s, mine_cpu = _timed([*RERUND, "rerun"], ours, _env(1))
     progress("revert: datalad rerun --since=FIX")
     dl = run_timed([DATALAD, "rerun", "--since", fix], theirs, env=_env(1))
     reused = git(ours, "log", "--format=%B", f"{reverted}..HEAD").count('"reused"')
     return {
-        "rerund_s": mine.seconds,
+        "rerund_s": mine_s,
+        "rerund_cpu_s": mine_cpu,
         "datalad_s": dl.seconds,
         "reused": reused,
         "same_tree": git(ours, "rev-parse", "HEAD:out") == git(theirs, "rev-parse", "HEAD:out"),
@@ -175,10 +189,12 @@ def main() -> None:
     with scratch_dir("leastwork", keep=args.keep) as root:
         results = {"wide": wide(root), "cutoff": cutoff(root), "revert": revert(root)}
     info = machine_info()
+    info["load average (1 min) at the end"] = f"{os.getloadavg()[0]:.1f}"
     rows = [
         [
             "8 chains x 3 steps of 1 s, every raw file changed",
             f"`rerund rerun -J 8`: **{fmt_s(results['wide']['rerund_s'])}**"
+            f" (CPU {fmt_s(results['wide']['rerund_cpu_s'])})"
             f" ({results['wide']['rerund_commits']} commits; target <= 3.6 s)",
             f"`datalad rerun --since=BASE`: {fmt_s(results['wide']['datalad_s'])}"
             f" ({results['wide']['datalad_commits']} commits)",
@@ -187,6 +203,7 @@ def main() -> None:
         [
             "comment added to the first of 3 steps, last step 5 s",
             f"`rerund rerun`: **{fmt_s(results['cutoff']['rerund_s'])}**"
+            f" (CPU {fmt_s(results['cutoff']['rerund_cpu_s'])})"
             f" (1 identical, 2 cut off, {results['cutoff']['rerund_commits']} commits)",
             f"`datalad rerun --since=BASE`: {fmt_s(results['cutoff']['datalad_s'])}",
             "",
@@ -194,6 +211,7 @@ def main() -> None:
         [
             "revert of a raw fix, 10-step chain of 1 s steps",
             f"`rerund rerun`: **{fmt_s(results['revert']['rerund_s'])}**"
+            f" (CPU {fmt_s(results['revert']['rerund_cpu_s'])})"
             f" ({results['revert']['reused']} of 10 reused)",
             f"`datalad rerun --since=FIX`: {fmt_s(results['revert']['datalad_s'])}",
             "same outputs" if results["revert"]["same_tree"] else "OUTPUTS DIFFER",
