@@ -115,7 +115,9 @@ class Scheduler:
         on_failure: Callable[[int, RerundError], None] | None = None,
         scratch_dir: Path | None = None,
     ) -> None:
-        self.repo, self.plan, self.context, self.options = repo, plan, context, options
+        self.repo, self.plan, self.options = repo, plan, options
+        # A batch `git annex add` belongs to one work tree; each scratch tree adds its own.
+        self.context = replace(context, annex_add=None)
         self.slots, self.base = max(1, slots), base
         self.run_step, self.least, self.slot = run_step, least, slot
         self.on_start, self.on_step, self.on_failure = on_start, on_step, on_failure

@@ -9,6 +9,7 @@ executor backend, and the job's steps in the store follow along.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,9 +94,12 @@ async def run_side_by_side(
             log_path=str(log_path) if log_path.exists() else None,
         )
 
-    scheduler = Scheduler(
-        repo, plan, context, options, slots=slots, base=base, run_step=run_step, least=least,
-        slot=slot, on_start=started, on_failure=failed,
+    # Building it reads every step's commit: off the loop, like all git work.
+    scheduler = await asyncio.to_thread(
+        functools.partial(
+            Scheduler, repo, plan, context, options, slots=slots, base=base, run_step=run_step,
+            least=least, slot=slot, on_start=started, on_failure=failed,
+        )
     )  # fmt: skip
     outcome = await asyncio.to_thread(scheduler.run)
     return await asyncio.to_thread(_finish, scheduler, outcome, store, job_id, least)
