@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Dataset, git
+from helpers import Dataset, git, run
 from pipelines import SUBJECTS, build_subjects
 from service_helpers import Daemon, Lab, make_lab, wait_for
 
@@ -130,3 +130,48 @@ def test_publish_nothing_keeps_the_finished_steps_on_the_side_ref(
     assert pushed == lab.tip()
     side = git("log", "--reverse", "--format=%s", f"{pushed}..{job['side_ref']}", cwd=lab.bare)
     assert [f"[DATALAD RUNCMD] {s}" for s in SUBJECTS if s != "sub-03"] == side.splitlines()
+
+
+def test_annexed_steps_side_by_side_are_published_with_their_content(tmp_path: Path) -> None:
+    """Every file annexed, 4 slots: the daemon publishes 9 commits and their annexed content."""
+    template = build_subjects(tmp_path / "template", annex=True)
+    lab = make_lab(tmp_path / "server", template, annex_remote=True)
+    text = lab.config.read_text().replace("[limits]\n", "[limits]\nmax_concurrent_steps = 4\n")
+    lab.config.write_text(text)
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.scanned, what="the start-up scan")
+        files = {f"raw/{s}.txt": "1\n2\n3\n" for s in SUBJECTS}
+        pushed = _push_annexed(lab, files)
+
+        job = _finished_job(daemon, pushed)
+    finally:
+        daemon.stop()
+
+    assert "succeeded" == job["state"], job
+    assert 9 == len(lab.subjects_since(pushed))
+    lab.user.git("pull", "-q", "--ff-only", "origin", "main")
+    lab.user.git("fetch", "-q", "origin")  # the server's git-annex branch: where content is
+    run("git", "annex", "get", "--quiet", "derived", "group.txt", cwd=lab.user.path)
+    assert "3\n" == lab.user.read("derived/sub-08.txt")
+    assert "3\n" * 8 == lab.user.read("group.txt")
+
+
+def _push_annexed(lab: Lab, files: dict[str, str]) -> str:
+    lab.user.git("pull", "-q", "--ff-only", "origin", "main")
+    for path, text in files.items():
+        lab.user.write(path, text)
+    run("datalad", "save", "-m", "new raw data", cwd=lab.user.path)
+    run("git", "annex", "copy", "--quiet", "--to", "origin", "raw", cwd=lab.user.path)
+    run(
+        "git",
+        "annex",
+        "sync",
+        "--quiet",
+        "--only-annex",
+        "--no-content",
+        "origin",
+        cwd=lab.user.path,
+    )
+    lab.user.git("push", "-q", "origin", "HEAD:main")  # content first, then the push rerund hears
+    return lab.user.head()

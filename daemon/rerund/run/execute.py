@@ -207,19 +207,38 @@ def _get_content(confine: Confinement, paths: list[str], step: Step) -> None:
     absent = [path for path in dict.fromkeys(paths) if _lacks_content(confine, Path(path))]
     if not absent:
         return
+    for wait_s in _GET_RETRIES_S:
+        try:
+            _get_once(confine, absent)
+        except GitError:
+            # Steps side by side may get the same key at once: the loser fails while
+            # the winner still transfers it. Once it is here, nothing is missing.
+            time.sleep(wait_s)
+            absent = [path for path in absent if _lacks_content(confine, Path(path))]
+            if not absent:
+                return
+        else:
+            return
     try:
-        # Each annex serves its own files: those inside a subdataset are got there.
-        for dataset, group in by_dataset(confine.root, absent).items():
-            runner = GitRepo(dataset)
-            runner.annex("get", "--quiet", "--", *group)
-            if any(not Path(path).is_symlink() for path in group):
-                # Unlocked files whose content was already here keep their pointer text
-                # after `get` (rerund checks out without git-annex's filter): fill them in.
-                runner.annex("smudge", "--update")
+        _get_once(confine, absent)
     except GitError as exc:
         raise InputError(
             f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
         ) from exc
+
+
+_GET_RETRIES_S = (0.5, 2.0)
+
+
+def _get_once(confine: Confinement, absent: list[str]) -> None:
+    # Each annex serves its own files: those inside a subdataset are got there.
+    for dataset, group in by_dataset(confine.root, absent).items():
+        runner = GitRepo(dataset)
+        runner.annex("get", "--quiet", "--", *group)
+        if any(not Path(path).is_symlink() for path in group):
+            # Unlocked files whose content was already here keep their pointer text
+            # after `get` (rerund checks out without git-annex's filter): fill them in.
+            runner.annex("smudge", "--update")
 
 
 def _get_implicit(confine: Confinement, paths: list[Path]) -> list[str]:
