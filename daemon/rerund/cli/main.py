@@ -339,8 +339,8 @@ def _print_plan(plan: Plan, label: str) -> None:
         print(f"{len(plan.steps)} step(s) {label} at {plan.head[:8]}:")
     for number, step in enumerate(plan.steps, 1):
         why = "; ".join(reason.describe() for reason in step.reasons)
-        maybe = " (may be cut off)" if step.may_cut_off else ""
-        print(f"{number:>3}. {step.commit[:8]}  {step.summary}  <- {why}{maybe}")
+        maybe = "  (may be cut off)" if step.may_cut_off else ""
+        print(f"{number:>3}. {step.commit[:8]}  {step.summary}{maybe}  <- {why}")
         command = command_text(step.record.cmd).replace("\n", "\n         ")
         print(f"       $ {command}")
     _print_undecided(plan)
