@@ -175,3 +175,30 @@ def _push_annexed(lab: Lab, files: dict[str, str]) -> str:
     )
     lab.user.git("push", "-q", "origin", "HEAD:main")  # content first, then the push rerund hears
     return lab.user.head()
+
+
+def test_a_reverted_fix_is_published_from_history_without_running(lab_pipeline: Lab) -> None:
+    """Push a fix, then its revert: the second job restores every output, runs nothing."""
+    lab = lab_pipeline
+    daemon = Daemon(lab).start()
+    try:
+        wait_for(daemon.scanned, what="the start-up scan")
+        before = lab.tip()
+        fix = lab.push_fix()
+        first = _finished_job(daemon, fix)
+        lab.user.git("pull", "-q", "--ff-only", "origin", "main")
+        lab.user.git("revert", "--no-edit", fix)
+        lab.user.git("push", "-q", "origin", "HEAD:main")
+        revert = lab.user.head()
+
+        second = _finished_job(daemon, revert)
+    finally:
+        daemon.stop()
+
+    assert ["committed"] * 3 == [s["state"] for s in first["steps"]]
+    assert ["reused"] * 3 == [s["state"] for s in second["steps"]]
+    assert git("rev-parse", f"{before}^{{tree}}", cwd=lab.bare) == git(
+        "rev-parse", "main^{tree}", cwd=lab.bare
+    )
+    message = git("log", "-1", "--format=%B", "main", cwd=lab.bare)
+    assert '"reused": "' in message
