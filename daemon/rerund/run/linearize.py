@@ -57,7 +57,7 @@ def linearize(repo: GitRepo, parent: str, made: Sequence[Made]) -> list[str]:
     remake = _to_remake(parent, made)
     if not remake:
         return [item.commit for item in made]
-    changes = _changes(repo, [made[i] for i in remake])
+    changes = _changes(repo, made)  # the kept ones too: a later change may clash with them
     texts = repo.read_objects(made[i].commit for i in remake)
     stream: list[bytes] = []
     held: dict[str, str] = {}  # path -> "mode oid" as the chain so far leaves it
@@ -67,6 +67,7 @@ def linearize(repo: GitRepo, parent: str, made: Sequence[Made]) -> list[str]:
     for position, item in enumerate(made):
         if position not in remake:
             tip = item.commit
+            held.update((c.path, f"{c.mode} {c.oid}") for c in changes[item.commit])
             continue
         mark = len(marks) + 1
         marks[position] = mark
