@@ -20,6 +20,7 @@ from rerund.errors import ConfigError
 from rerund.security import RepoSecurity, SandboxMode, read_sandbox, read_security
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+OnFailure = Literal["publish-independent", "publish-nothing"]
 _SECRETS = ("github_secret", "gitlab_token", "gitea_secret", "forgejo_secret")
 
 
@@ -61,6 +62,12 @@ class RepoSettings:
     """The top-level ``[slurm]`` defaults with this repository's ``slurm`` on top."""
     follow_subdatasets: bool = True
     """A push to a served subdataset of this dataset moves its gitlink and reruns (issue 7)."""
+    reuse: bool = True
+    """Restore a step's outputs from an earlier run of it on the same inputs (issue 10)."""
+    max_parallel_steps: int = 4
+    """Independent steps of one plan run side by side, up to this (and the global limit)."""
+    on_failure: OnFailure = "publish-independent"
+    """Publish the steps independent of a failed one, or keep all on the side ref only."""
 
     @property
     def slug(self) -> str:
@@ -262,6 +269,9 @@ def _repo(
         executor=_executor(reader.string("executor", "local"), where),
         slurm=_slurm(reader.table("slurm"), f"{where}slurm.", base, slurm),
         follow_subdatasets=reader.boolean("follow_subdatasets", True),
+        reuse=reader.boolean("reuse", True),
+        max_parallel_steps=reader.integer("max_parallel_steps", 4, minimum=1),
+        on_failure=_on_failure(reader.string("on_failure", "publish-independent"), where),
     )
     reader.reject_unknown()
     return repo
@@ -283,6 +293,16 @@ def _sources(table: Mapping[str, Any], base: Path) -> dict[str, str]:
             raise ConfigError(f"subdataset_sources.{key} must be a path")
         sources[key] = str((base / value).resolve()) if "://" not in value else value
     return sources
+
+
+def _on_failure(value: str, where: str) -> OnFailure:
+    if value == "publish-independent":
+        return "publish-independent"
+    if value == "publish-nothing":
+        return "publish-nothing"
+    raise ConfigError(
+        f"{where}on_failure must be 'publish-independent' or 'publish-nothing', not {value!r}"
+    )
 
 
 def _group(name: str | None) -> str | None:

@@ -144,7 +144,8 @@ def test_identical_reproduction_is_noted_and_then_nothing_is_stale(pipeline: Dat
 
     done = rerund("rerun", cwd=pipeline.path)
 
-    assert 3 == done.stdout.count("identical")
+    # The first step reproduces its output; the two reading it are cut off (issue 10).
+    assert (1, 2) == (done.stdout.count("identical"), done.stdout.count("cut-off"))
     assert change == pipeline.head()
     assert [] == pipeline.plan()["steps"]
     note = pipeline.git("notes", "--ref=refs/notes/rerund", "show", pipeline.record_commit("clean"))
@@ -162,6 +163,6 @@ def test_an_unwritable_note_is_a_warning_not_a_failure(pipeline: Dataset) -> Non
 
     done = rerund("rerun", cwd=pipeline.path)
 
-    assert 3 == done.stdout.count("identical")
+    assert (1, 2) == (done.stdout.count("identical"), done.stdout.count("cut-off"))
     assert "rerund: warning: could not note" in done.stderr
     assert change == pipeline.head()

@@ -30,6 +30,7 @@ from rerund.errors import ConfigError, RerundError, RevisionError, StepFailedErr
 # The daemon's commands import their modules when run: aiohttp, structlog, watchdog,
 # urllib and tomllib would cost every `rerund plan` about a quarter second.
 from rerund.run.execute import ExecOptions, StepContext
+from rerund.run.leastwork import LeastWork
 from rerund.run.process import interruptible
 from rerund.run.replay import ReplayReport, replay
 from rerund.run.sandbox import Sandbox
@@ -87,6 +88,17 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a step after this")
     rerun.add_argument(
         "--sandbox", action="store_true", help="run each step under bubblewrap, as the daemon does"
+    )
+    rerun.add_argument(
+        "-J",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run up to N independent steps at once",
+    )
+    rerun.add_argument(
+        "--no-reuse", action="store_true", help="never restore a step's results from history"
     )
     rerun.set_defaults(handler=_rerun_command)
 
@@ -173,17 +185,27 @@ def _rerun_command(args: argparse.Namespace) -> int:
     log_dir = repo.common_dir / "rerund" / "logs"
     progress = Progress(len(plan.steps), log_dir, sys.stdout, sys.stderr)
     sandbox = Sandbox() if args.sandbox else None
-    with interruptible() as interrupt:
-        report = replay(
-            repo,
-            plan,
-            StepContext(dsid, config),
-            ExecOptions(
-                log_dir=log_dir, timeout_s=args.timeout, cancel=interrupt.event, sandbox=sandbox
-            ),
-            on_step=progress.step_finished,
-            on_start=progress.step_started,
-        )
+    # Cutoff and reuse serve the stale plan; --since and named commits run as DataLad would.
+    least = None
+    if args.since is None and not args.commits:
+        least = LeastWork.open(repo, config, _branch(repo), reuse=not args.no_reuse)
+    try:
+        with interruptible() as interrupt:
+            report = replay(
+                repo,
+                plan,
+                StepContext(dsid, config),
+                ExecOptions(
+                    log_dir=log_dir, timeout_s=args.timeout, cancel=interrupt.event, sandbox=sandbox
+                ),
+                on_step=progress.step_finished,
+                on_start=progress.step_started if args.jobs <= 1 else None,
+                least=least,
+                slots=args.jobs,
+            )
+    finally:
+        if least is not None:
+            least.close()
     return _rerun_outcome(report, progress, interrupt.signal_name)
 
 
@@ -311,8 +333,12 @@ def _make_plan(
             # DataLad's words and exit status (1) for an empty selection
             raise RevisionError(f"No run commits found in range {_datalad_range(repo, args.since)}")
         return since_plan(head, records, dsid), dsid
-    branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip()
-    return plan_tip(repo, branch or "HEAD", head, _plan_options(config, args))
+    return plan_tip(repo, _branch(repo), head, _plan_options(config, args))
+
+
+def _branch(repo: GitRepo) -> str:
+    """The history index's name: the checked-out branch, or HEAD when detached."""
+    return repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).decode().strip() or "HEAD"
 
 
 def _datalad_range(repo: GitRepo, since: str) -> str:
@@ -368,7 +394,8 @@ def _print_plan(plan: Plan, label: str) -> None:
         print(f"{len(plan.steps)} step(s) {label} at {plan.head[:8]}:")
     for number, step in enumerate(plan.steps, 1):
         why = "; ".join(reason.describe() for reason in step.reasons)
-        print(f"{number:>3}. {step.commit[:8]}  {step.summary}  <- {why}")
+        maybe = "  (may be cut off)" if step.may_cut_off else ""
+        print(f"{number:>3}. {step.commit[:8]}  {step.summary}{maybe}  <- {why}")
         command = command_text(step.record.cmd).replace("\n", "\n         ")
         print(f"       $ {command}")
     _print_undecided(plan)

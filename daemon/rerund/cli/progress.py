@@ -81,6 +81,7 @@ class Progress:
     def summary(self, report: ReplayReport) -> str:
         counts = Counter(result.outcome for result in report.results)
         parts = [f"{counts['committed']} committed", f"{counts['identical']} identical"]
+        parts.extend(f"{counts[kind]} {kind}" for kind in ("cut-off", "reused") if counts[kind])
         if not report.interrupted:
             parts.append(f"{1 if report.failure else 0} failed")
         elif report.failed_step is not None:

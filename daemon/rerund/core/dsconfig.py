@@ -32,6 +32,8 @@ class DatasetConfig:
     drift: DriftPolicy
     only_annex_hooks: bool
     """No commit hook but git-annex's own pre-commit (so reruns may commit without hooks)."""
+    reuse: bool = True
+    """``git config rerund.reuse false``: never restore results from history (issue 10)."""
 
     @classmethod
     def read(cls, repo: GitRepo) -> DatasetConfig:
@@ -64,6 +66,7 @@ class DatasetConfig:
             implicit_inputs=last("rerund.implicit-inputs", "true").lower() not in _FALSE,
             drift="report" if drift == "report" else "rerun",
             only_annex_hooks=_only_annex_hooks(repo),
+            reuse=last("rerund.reuse", "true").lower() not in _FALSE,
         )
 
 

@@ -91,6 +91,11 @@ class Step:
     """Commits of earlier steps this one depends on."""
     drifted: bool = False
 
+    @property
+    def may_cut_off(self) -> bool:
+        """Stale only through upstream steps: skipped if they reproduce what it read."""
+        return bool(self.reasons) and all(reason.kind == "upstream" for reason in self.reasons)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "commit": self.commit,
@@ -99,6 +104,7 @@ class Step:
             "reasons": [reason.to_json() for reason in self.reasons],
             "after": list(self.after),
             "drifted": self.drifted,
+            "may_cut_off": self.may_cut_off,
         }
 
 

@@ -88,6 +88,13 @@ class RunRecord:
         Unknown fields travel along untouched (DataLad drops them; we keep them).
         """
         new = dict(self.fields)
+        mark = new.get("rerund")
+        if isinstance(mark, dict) and "reused" in mark:  # this rerun is an execution of its own
+            mark = {key: value for key, value in mark.items() if key != "reused"}
+            if mark:
+                new["rerund"] = mark
+            else:
+                del new["rerund"]
         new["chain"] = [*self.chain, commit]
         new["exit"] = exit_code
         new.setdefault("pwd", ".")

@@ -40,7 +40,8 @@ from rerund.run.runmerge import REMAINING_MESSAGE, check_commits, current_branch
 from rerund.run.sandbox import Sandbox, scrub_log
 from rerund.run.subdatasets import by_dataset, changed_inside, commit_subdatasets
 
-Outcome = Literal["committed", "identical"]
+Outcome = Literal["committed", "identical", "cut-off", "reused"]
+"""``cut-off`` and ``reused`` run no command (see :mod:`rerund.run.leastwork`)."""
 
 
 @dataclass(frozen=True)
@@ -263,16 +264,35 @@ def _get_content(confine: Confinement, paths: list[str], step: Step) -> None:
     absent = [path for path in dict.fromkeys(paths) if _lacks_content(confine, Path(path))]
     if not absent:
         return
+    for wait_s in _GET_RETRIES_S:
+        try:
+            _get_once(confine, absent)
+        except GitError:
+            # Steps side by side may get the same key at once: the loser fails while
+            # the winner still transfers it. Once it is here, nothing is missing.
+            time.sleep(wait_s)
+            absent = [path for path in absent if _lacks_content(confine, Path(path))]
+            if not absent:
+                return
+        else:
+            return
     try:
-        # Each annex serves its own files: those inside a subdataset are got there.
-        for dataset, group in by_dataset(confine.root, absent).items():
-            runner = GitRepo(dataset)
-            runner.annex("get", "--quiet", "--", *group)
-            _fill_pointers(runner, confine, [Path(path) for path in group])
+        _get_once(confine, absent)
     except GitError as exc:
         raise InputError(
             f"step {step.commit[:8]}: could not get the content of its inputs: {exc}"
         ) from exc
+
+
+_GET_RETRIES_S = (0.5, 2.0)
+
+
+def _get_once(confine: Confinement, absent: list[str]) -> None:
+    # Each annex serves its own files: those inside a subdataset are got there.
+    for dataset, group in by_dataset(confine.root, absent).items():
+        runner = GitRepo(dataset)
+        runner.annex("get", "--quiet", "--", *group)
+        _fill_pointers(runner, confine, [Path(path) for path in group])
 
 
 def _get_implicit(confine: Confinement, paths: list[Path]) -> list[str]:
@@ -566,6 +586,13 @@ _POLL_S = 0.05
 def _stop(process: subprocess.Popen[bytes], log: BinaryIO, why: str) -> None:
     stop_group(process)
     log.write(f"\n{why}\n".encode())
+
+
+def save_changes(
+    repo: GitRepo, summary: str, record: RunRecord, relock: list[str], context: StepContext
+) -> str | None:
+    """Commit the work tree's changes with ``record``, as a step's run does."""
+    return _save(repo, summary, record, relock, context)
 
 
 def _save(

@@ -17,13 +17,16 @@ import structlog
 
 from rerund.core.dsconfig import DatasetConfig
 from rerund.core.gitrepo import NULL_SHA, GitRepo
-from rerund.core.plan import Plan, PlanOptions, plan_tip
+from rerund.core.plan import Plan, PlanOptions, Step, plan_tip
 from rerund.core.subdatasets import Locator
 from rerund.core.verified import mark_reproduced
 from rerund.errors import GitError, RerundError, StepCancelledError, StepSupersededError
 from rerund.run.annexbatch import BatchAdd
-from rerund.run.execute import ExecOptions, StepContext, StepScope
+from rerund.run.execute import ExecOptions, StepContext, StepResult, StepScope
+from rerund.run.leastwork import LeastWork
+from rerund.run.linearize import Made
 from rerund.run.local import Executor
+from rerund.run.scheduler import dependencies, is_chain
 from rerund.service import guard
 from rerund.service.propagate import follow_subdatasets, notify_dependents
 from rerund.service.publish import (
@@ -32,6 +35,7 @@ from rerund.service.publish import (
     publish,
     push_side_ref,
 )
+from rerund.service.sidebyside import Executed, independent_head, run_side_by_side
 from rerund.service.sources import served_locator, served_sources, use_sources
 from rerund.service.store import Job, JobState, Store
 from rerund.service.subpublish import settle, stage
@@ -239,17 +243,30 @@ class JobRunner:
                 log.warning("refused", rule=refusal.rule, reason=refusal.reason)
                 return _Outcome("refused", keep or NULL_SHA, error=refusal.reason)
             config = await asyncio.to_thread(DatasetConfig.read, repo)
+            least = await asyncio.to_thread(
+                LeastWork.open,
+                repo,
+                config,
+                work_branch(job.branch),
+                reuse=repo_settings.reuse,
+            )
             annex_add = BatchAdd(repo)
             try:
                 context = StepContext(dsid, config, annex_add)
-                head, failure = await self._execute(job, repo, plan, context, start)
+                executed = await self._execute(job, repo, plan, context, start, least)
             finally:
                 await asyncio.to_thread(annex_add.close)
+                await asyncio.to_thread(least.close)
             self._check_lease()
+            head, failure = executed.head, executed.failure
             if failure is not None:
-                return await self._keep_failure(
+                published = await self._publish_independent(
+                    job, repo, repo_settings, target, executed, annex=config.is_annex
+                )
+                outcome = await self._keep_failure(
                     job, workspace, repo, base=target, head=head, error=failure
                 )
+                return replace(outcome, handled=published or target, published=published)
             if head != target:
                 await asyncio.to_thread(
                     self.services.store.note_publishing, job.repo, job.branch, head
@@ -299,12 +316,45 @@ class JobRunner:
             error = f"{error}; the commits of the steps before it are on {ref}"
         return _Outcome("failed", base, error=error, side_ref=ref)
 
-    async def _execute(
-        self, job: Job, repo: GitRepo, plan: Plan, context: StepContext, head: str
-    ) -> tuple[str, str | None]:
-        """Run the steps in order; the first failure stops the rest.
+    async def _publish_independent(
+        self,
+        job: Job,
+        repo: GitRepo,
+        settings: RepoSettings,
+        target: str,
+        executed: Executed,
+        *,
+        annex: bool,
+    ) -> str | None:
+        """Publish the steps no failed step feeds or follows, if the repository wants that."""
+        independent = executed.independent_head
+        if settings.on_failure != "publish-independent" or independent in (None, target):
+            return None
+        await asyncio.to_thread(
+            self.services.store.note_publishing, job.repo, job.branch, independent
+        )
+        try:
+            tip = await asyncio.to_thread(
+                publish, repo, job.branch, target, independent, annex=annex
+            )
+        except (BranchMovedError, RemoteRejectedError) as exc:  # all stay on the side ref
+            log.warning("could not publish the independent steps", error=str(exc))
+            return None
+        log.info("published the steps independent of the failure", published=tip)
+        return tip
 
-        Returns the head after the last finished step, and the failure's message.
+    async def _execute(  # noqa: PLR0917 - the plan and where it runs
+        self,
+        job: Job,
+        repo: GitRepo,
+        plan: Plan,
+        context: StepContext,
+        head: str,
+        least: LeastWork,
+    ) -> Executed:
+        """Run the steps: side by side where independent, else in order (first failure stops).
+
+        Returns the head after the finished steps, and the failure's message.
         """
         store = self.services.store
         settings = self.services.settings
@@ -317,6 +367,27 @@ class JobRunner:
         repo_settings = settings.repo(job.repo)
         if repo_settings is not None:
             options = guard.confine(options, settings, repo_settings)
+        slots = min(
+            repo_settings.max_parallel_steps if repo_settings else 1,
+            settings.max_concurrent_steps,
+        )
+        if slots > 1 and len(plan.steps) > 1:
+            deps = await asyncio.to_thread(dependencies, repo, plan.steps)
+            if not is_chain(deps):
+                executed = await run_side_by_side(
+                    job_id=job.id, repo=repo, plan=plan, context=context, options=options,
+                    base=head, slots=slots, executor=self.services.executor,
+                    step_slots=self.services.step_slots, store=store, least=least,
+                )  # fmt: skip
+                if executed.interrupted:
+                    raise JobInterruptedError(executed.failure or "interrupted")
+                if executed.head != head:  # the work tree follows, as after steps in place
+                    await asyncio.to_thread(
+                        repo.run, "merge", "--ff-only", "--quiet", executed.head
+                    )
+                return executed
+        made: dict[int, Made] = {}
+        base = head
         for position, step in enumerate(plan.steps):
             self._check_lease()
             structlog.contextvars.bind_contextvars(step=step.commit[:12])
@@ -328,8 +399,8 @@ class JobRunner:
                     job.repo, job.branch, job.id, position, lambda: self._superseded(job)
                 )
                 try:
-                    result = await self.services.executor.run_step(
-                        repo, step, head, context, replace(options, scope=scope)
+                    result = await self._run_step(
+                        repo, step, head, context, replace(options, scope=scope), least
                     )
                 except StepSupersededError as exc:
                     await asyncio.to_thread(self._step_failed, job, position, plan, exc, options)
@@ -339,8 +410,13 @@ class JobRunner:
                 except RerundError as exc:
                     await asyncio.to_thread(self._step_failed, job, position, plan, exc, options)
                     log.warning("step finished", outcome="failed", error=str(exc))
-                    return head, str(exc)
-            if result.outcome == "identical":
+                    independent = await asyncio.to_thread(
+                        independent_head, repo, base, plan.steps, made, {position}
+                    )
+                    return Executed(head, str(exc), independent_head=independent)
+            if result.new_commit is not None:
+                made[position] = Made(head, result.new_commit)
+            if result.outcome in ("identical", "cut-off"):
                 try:
                     await asyncio.to_thread(mark_reproduced, repo, step.commit, head)
                 except GitError as exc:  # only a shortcut for later plans is lost
@@ -359,7 +435,30 @@ class JobRunner:
                 "step finished", outcome=result.outcome, duration_s=round(result.duration_s, 3)
             )
         structlog.contextvars.unbind_contextvars("step")
-        return head, None
+        return Executed(head)
+
+    async def _run_step(  # noqa: PLR0917 - execute_step's arguments plus least
+        self,
+        repo: GitRepo,
+        step: Step,
+        head: str,
+        context: StepContext,
+        options: ExecOptions,
+        least: LeastWork,
+    ) -> StepResult:
+        """The step cut off or reused when it can be, else run by the executor."""
+        try:
+            result = await asyncio.to_thread(least.shortcut, repo, step, head, context, options)
+        except (GitError, OSError) as exc:  # a shortcut lost, not a failure: run the step
+            log.warning("could not check for a shortcut", error=str(exc))
+            result = None
+        if result is None:
+            result = await self.services.executor.run_step(repo, step, head, context, options)
+        try:
+            await asyncio.to_thread(least.note_commit, step, result.new_commit)
+        except (GitError, OSError) as exc:
+            log.warning("could not file the step for reuse", error=str(exc))
+        return result
 
     def _not_run(self, job: Job, count: int) -> None:
         for position in range(count):

@@ -23,7 +23,9 @@ from typing import Any, Literal
 from rerund.core.gitrepo import NULL_SHA
 
 JobState = Literal["queued", "running", "succeeded", "failed", "superseded", "refused"]
-StepState = Literal["pending", "running", "committed", "identical", "failed", "not-run"]
+StepState = Literal[
+    "pending", "running", "committed", "identical", "cut-off", "reused", "failed", "not-run"
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
