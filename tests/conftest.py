@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Dataset, datalad, git
+from slurm_cluster import SlurmCluster, slurm_cluster
 from yoda import Lab, build_lab
 
 IDENTITY = {
@@ -133,3 +134,10 @@ def yoda(_yoda_template: Lab, tmp_path: Path) -> Lab:
         installed = copy.ana.path / f"inputs/raw{sub}"
         git("remote", "set-url", "origin", f"{copy.raw.path}{sub}", cwd=installed)
     return copy
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[SlurmCluster]:
+    """A running single-node Slurm cluster; fails (never skips) when Slurm cannot start."""
+    with slurm_cluster() as cluster:
+        yield cluster
