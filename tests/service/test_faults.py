@@ -40,8 +40,10 @@ def _landed(lab: Lab, fix: str) -> bool:
 
 
 def _status(url: str) -> int:
+    """GET ``url`` with the lab's API token (reads need it since the token guards reading)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {API_TOKEN}"})
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
