@@ -501,8 +501,9 @@ def test_names_that_differ_only_by_slash_and_underscore_keep_apart(lab: Lab) -> 
     for bare in (first, second):
         git("clone", "-q", "--bare", str(lab.bare), str(bare), cwd=lab.root)
     with lab.config.open("a") as config:
-        config.write(f'[[repos]]\nname = "grp/x"\nremote = "{first}"\nbranch = "main"\n')
-        config.write(f'[[repos]]\nname = "grp_x"\nremote = "{second}"\nbranch = "main"\n')
+        for name, bare in (("grp/x", first), ("grp_x", second)):
+            config.write(f'[[repos]]\nname = "{name}"\nremote = "{bare}"\nbranch = "main"\n')
+            config.write('trust = "any"\n')  # without a trust policy nothing would run
     fix = lab.push_fix()
     for bare in (first, second):
         lab.user.git("push", "-q", str(bare), f"{fix}:refs/heads/main")
