@@ -102,7 +102,7 @@ def make_lab(
     port = free_port()
     secrets = {"github": "gh-secret", "gitlab": "gl-token", "gitea": "gt-secret"}
     trust_line = f'trust = "{trust}"\n' if trust else ""
-    trust_line += 'pass_env = ["SLOW_STEP_S"]\n'
+    trust_line += 'pass_env = ["SLOW_STEP_S", "STEP_MARK"]\n'
     config = root / "rerund.toml"
     config.write_text(
         f'state_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\ntoken = "{API_TOKEN}"\n'

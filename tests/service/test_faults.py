@@ -40,8 +40,10 @@ def _landed(lab: Lab, fix: str) -> bool:
 
 
 def _status(url: str) -> int:
+    """GET ``url`` with the lab's API token (reads need it since the token guards reading)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {API_TOKEN}"})
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -52,6 +54,12 @@ def _limits(lab: Lab, **values: int) -> None:
     lines = "".join(f"{key} = {value}\n" for key, value in values.items())
     text = lab.config.read_text()
     lab.config.write_text(text.replace("[limits]\n", f"[limits]\n{lines}", 1))
+
+
+def _unsandboxed(lab: Lab) -> None:
+    """Run the lab's steps without bubblewrap, for faults the sandbox would prevent."""
+    with lab.config.open("a") as config:
+        config.write('[security]\nsandbox = "none"\n')
 
 
 def _record(cmd: str, inputs: list[str], outputs: list[str]) -> str:
@@ -213,6 +221,8 @@ def _more_repos(lab: Lab, count: int) -> list[Path]:
             bare = lab.root / "srv" / f"r{number}.git"
             git("clone", "-q", "--bare", str(lab.bare), str(bare), cwd=lab.root)
             config.write(f'[[repos]]\nname = "r{number}"\nremote = "{bare}"\nbranch = "main"\n')
+            # As make_lab's repository: steps may run, and SLOW_STEP_S reaches them.
+            config.write('trust = "any"\npass_env = ["SLOW_STEP_S"]\n')
             bares.append(bare)
     return bares
 
@@ -294,6 +304,7 @@ def test_a_job_that_kills_the_daemon_is_failed_after_max_attempts(
     daemon stays up, and only a new push queues work again."""
     lab = make_lab(tmp_path, _pipeline_template)
     _limits(lab, job_max_attempts=2)
+    _unsandboxed(lab)  # in bubblewrap $PPID is not the daemon (test_isolation proves that)
     lab.user.commit_record("boom", _record("kill -9 $PPID", ["raw/data.txt"], ["boom.txt"]))
     fix = lab.push_fix()  # one push: the record and a change that makes it stale
     for _ in range(2):
@@ -499,8 +510,9 @@ def test_names_that_differ_only_by_slash_and_underscore_keep_apart(lab: Lab) -> 
     for bare in (first, second):
         git("clone", "-q", "--bare", str(lab.bare), str(bare), cwd=lab.root)
     with lab.config.open("a") as config:
-        config.write(f'[[repos]]\nname = "grp/x"\nremote = "{first}"\nbranch = "main"\n')
-        config.write(f'[[repos]]\nname = "grp_x"\nremote = "{second}"\nbranch = "main"\n')
+        for name, bare in (("grp/x", first), ("grp_x", second)):
+            config.write(f'[[repos]]\nname = "{name}"\nremote = "{bare}"\nbranch = "main"\n')
+            config.write('trust = "any"\n')  # without a trust policy nothing would run
     fix = lab.push_fix()
     for bare in (first, second):
         lab.user.git("push", "-q", str(bare), f"{fix}:refs/heads/main")
@@ -551,6 +563,7 @@ def test_job_ids_do_not_repeat_after_the_store_is_lost(lab: Lab) -> None:
 def test_a_work_tree_with_a_surviving_step_is_not_reused(lab: Lab) -> None:
     """After kill -9 mid-step the step's process lives on; the restarted daemon sets the
     tree aside and reruns in a fresh clone."""
+    _unsandboxed(lab)  # bubblewrap's --die-with-parent ends a sandboxed step with the daemon
     daemon = Daemon(lab, env={"SLOW_STEP_S": "30"}).start()
     wait_for(daemon.scanned, timeout_s=90, what="the start-up scan")
     fix = lab.push_fix()

@@ -71,7 +71,8 @@ def confine(options: ExecOptions, settings: Settings, repo: RepoSettings) -> Exe
         options,
         sandbox=sandbox,
         env=env,
-        max_log_bytes=security.max_log_bytes,
+        # [limits] and [security] both cap a step's log: the tighter one holds.
+        max_log_bytes=min(options.max_log_bytes or security.max_log_bytes, security.max_log_bytes),
         scrub=secret_values(settings),
     )
 

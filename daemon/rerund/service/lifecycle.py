@@ -376,6 +376,13 @@ class Service:
                 log.error("cannot renew a lease", job=job.id, error=str(exc))
                 continue
             if not held:
+                current = await asyncio.to_thread(self.db.job, job.id)
+                if (
+                    current is not None
+                    and current.attempts == job.attempts
+                    and current.state not in ("queued", "running")
+                ):
+                    return  # the job finished just before this renewal: nothing was lost
                 log.error("lease lost; stopping the job", job=job.id)
                 runner.lease_lost()
                 return
