@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rerund.service.mirror import mirror_plan
+from rerund.service.mirrors import mirror_plan
 
 from helpers import Dataset, datalad, git
 from rerund.settings import load
