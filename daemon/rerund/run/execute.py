@@ -38,7 +38,12 @@ from rerund.run.install import install_for
 from rerund.run.process import start_group, stop_group
 from rerund.run.runmerge import REMAINING_MESSAGE, check_commits, current_branch, merge_record
 from rerund.run.sandbox import Sandbox, scrub_log
-from rerund.run.subdatasets import by_dataset, changed_inside, commit_subdatasets
+from rerund.run.subdatasets import (
+    by_dataset,
+    changed_inside,
+    commit_subdatasets,
+    holding_dataset,
+)
 
 Outcome = Literal["committed", "identical", "cut-off", "reused"]
 """``cut-off`` and ``reused`` run no command (see :mod:`rerund.run.leastwork`)."""
@@ -404,7 +409,7 @@ def _clear_outputs(
     read_specs = [spec_matcher(spec, record.pwd) for spec in [*record.inputs, *record.extra_inputs]]
     named = set(named_paths(command, rel_exec))
     annexed: list[str] = []
-    unlocked: list[tuple[str, str]] = []
+    unlocked: list[tuple[Path, str]] = []
     targets = {
         path: confine.check(path, "an output", leaf=False)  # exactly what is touched
         for path in dict.fromkeys(candidates)
@@ -423,13 +428,19 @@ def _clear_outputs(
             annexed.append(path)
             content = confine.annex_object(target) if target.is_symlink() else None
             if content is not None and content.exists():  # the command gets a copy
-                unlocked.append((path, content.name))
+                unlocked.append((target, content.name))
                 _unlock(target, content)
             else:  # no content here (a pointer file left so: its content is nowhere here)
                 target.unlink()
         elif path not in keep and path not in named and not _covered(path, read_specs):
             target.unlink()
-    _stage_unlocked(repo, unlocked)
+    # Each dataset's own index: a subdataset's file staged in ours would replace its gitlink.
+    holders: dict[Path, list[tuple[str, str]]] = {}
+    for target, key in unlocked:
+        holder = holding_dataset(root, target)
+        holders.setdefault(holder, []).append((_relative(target, holder), key))
+    for holder, entries in holders.items():
+        _stage_unlocked(repo if holder == root else GitRepo(holder), entries)
     return annexed
 
 
