@@ -11,7 +11,7 @@ from rerund.core.gitrepo import GitRepo
 from rerund.core.plan import Step
 from rerund.core.records import record_from_json
 from rerund.errors import ConfigError
-from rerund.run.slurm import JobInfo
+from rerund.run.slurm import JobInfo, killed_for_memory
 from rerund.run.slurmres import StepResources
 from rerund.settings import SlurmSettings, load
 
@@ -96,3 +96,12 @@ def test_scontrol_line_maps_to_state_exit_and_queue_wait() -> None:
     assert info.queued_s == 3.0
     pending = JobInfo.parse("JobId=3 JobState=PENDING StartTime=Unknown NodeList=(null)")
     assert pending.queued_s is None and pending.node is None
+
+
+def test_memory_kill_seen_in_the_output_wins_over_the_exit_status() -> None:
+    """A job FAILED with exit 137 and no signal is a memory kill when slurmstepd said so."""
+    killed = JobInfo("FAILED", "NonZeroExitCode", "n1", 137, 0)
+    said = "slurmstepd-n1: error: StepId=1.batch exceeded memory limit (437 > 52), being killed\n"
+    assert killed_for_memory(killed, said)
+    assert not killed_for_memory(killed, "python3: Killed\n")
+    assert killed_for_memory(JobInfo("OUT_OF_MEMORY", "", "n1", 0, 9), "")

@@ -35,6 +35,7 @@ from rerund.errors import (
 from rerund.run.annexbatch import ANNEX_DOTFILES, BatchAdd
 from rerund.run.confine import Confinement
 from rerund.run.install import install_for
+from rerund.run.pointers import unlocked_pointers
 from rerund.run.process import start_group, stop_group
 from rerund.run.runmerge import REMAINING_MESSAGE, check_commits, current_branch, merge_record
 from rerund.run.sandbox import Sandbox, scrub_log
@@ -666,6 +667,12 @@ def _stage(repo: GitRepo, relock: list[str], context: StepContext) -> bool:
     elif to_annex:
         repo.annex("add", "--quiet", *ANNEX_DOTFILES, "--", *to_annex)
     plain = sorted(changed.all - set(to_annex))
+    if config.is_annex:
+        # Unlocked annexed files go through git-annex's filter, else their content enters git.
+        unlocked = unlocked_pointers(repo, [p for p in plain if p not in changed.untracked])
+        if unlocked:
+            repo.run("add", "--", *unlocked)
+            plain = [p for p in plain if p not in set(unlocked)]
     if plain:
         repo.run(*WITHOUT_ANNEX_FILTER, "add", "--all", "--", *plain)
     # False e.g. when unlocked outputs were rewritten identically and locked again

@@ -508,11 +508,10 @@ class _SlurmCommand:
             if status.exists():
                 return int(status.read_text().strip() or 1)
             self._fail(step, f"{where} ended while rerund was away and Slurm forgot it", log_path)
-        memory = _MEMORY_KILL in log_path.read_text(errors="replace").lower()
+        if killed_for_memory(info, log_path.read_text(errors="replace")):
+            self._fail(step, f"{where} went over its memory limit and was killed", log_path)
         if info.state == "COMPLETED" or (info.state == "FAILED" and info.signal == 0):
             return info.exit_code
-        if info.state == "OUT_OF_MEMORY" or (info.state == "FAILED" and memory):
-            self._fail(step, f"{where} went over its memory limit and was killed", log_path)
         if info.state == "TIMEOUT":
             limit = self._resources.time or "the partition's"
             self._fail(step, f"{where} ran over its time limit ({limit}) and was killed", log_path)
@@ -529,6 +528,18 @@ class _SlurmCommand:
             f"step {step.commit[:8]}: {why}; nothing was committed, see {log_path}",
             str(log_path),
         )
+
+
+def killed_for_memory(info: JobInfo, output: str) -> bool:
+    """Whether Slurm killed the job for its memory.
+
+    slurmstepd's jobacct polling may SIGKILL the command before it marks the job: the batch
+    script then exits 137 itself and the job ends FAILED with signal 0, so its output line is
+    the only witness.
+    """
+    if info.state == "OUT_OF_MEMORY":
+        return True
+    return info.state == "FAILED" and _MEMORY_KILL in output.lower()
 
 
 def _status_file(out: Path) -> Path:
