@@ -170,7 +170,7 @@ class Daemon:
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
 
-    def get(self, path: str, token: str | None = "api-token") -> Any:  # noqa: S107 - the lab's
+    def get(self, path: str, token: str | None = API_TOKEN) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         request = urllib.request.Request(self.base + path, headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
