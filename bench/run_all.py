@@ -30,10 +30,12 @@ BENCHMARKS = (
     "bench_service",
     "bench_health",
     "bench_subdatasets",
+    "bench_propagate",
     "bench_verify",
     "bench_dashboard",
     "bench_sandbox",
     "bench_slurm",
+    "bench_leastwork",
 )
 DOCS = BENCH_DIR.parent / "docs" / "benchmarks.md"
 
