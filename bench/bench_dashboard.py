@@ -1,6 +1,6 @@
 """Dashboard figures: a repository page with 1,000 run records, served and rendered.
 
-    python bench/bench_dashboard.py [--records N] [--repeats N]
+    python bench/bench_dashboard.py [--quick] [--records N] [--repeats N]
 
 A history of N records (``make_history.py``: ten pipelines, superseded
 records among them) is served by a real ``rerund serve``. Served: wall time of
@@ -8,6 +8,8 @@ records among them) is served by a real ``rerund serve``. Served: wall time of
 ``dot`` layout — and the median of warm views after it). Rendered: Debian's
 Chromium through Playwright, from navigation start to the ``load`` event
 (the graph is inline SVG, so it is drawn by then), median of fresh pages.
+The served page must hold the record graph's nodes and Chromium must draw
+them, or the run fails. ``--quick``: 500 records, 3 repeats.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from benchlib import (
     machine_info,
     markdown_table,
     progress,
+    require,
     scratch_dir,
     write_results,
 )
@@ -63,6 +66,7 @@ def bench(root: Path, records: int, repeats: int) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}/repos/lab"
         cold, body = _get_s(url)
         nodes = body.count(b'class="node ')
+        require(nodes > 0, f"the page of {records} records shows no graph node")
         warm = [_get_s(url)[0] for _ in range(repeats)]
         index = [_get_s(f"http://127.0.0.1:{port}/")[0] for _ in range(repeats)]
         rendered = _render(url, repeats)
@@ -89,7 +93,7 @@ def _render(url: str, repeats: int) -> list[float]:
             page.goto(url, wait_until="load")
             load_ms = page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
             count = page.eval_on_selector_all(".record-graph .node", "els => els.length")
-            assert count > 0, "the graph did not render"
+            require(count > 0, "the graph did not render in Chromium")
             samples.append(load_ms / 1000)
             page.close()
         browser.close()
@@ -98,9 +102,12 @@ def _render(url: str, repeats: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="500 records, 3 repeats")
+    parser.add_argument("--records", type=int)
+    parser.add_argument("--repeats", type=int)
     args = parser.parse_args()
+    args.records = args.records or (500 if args.quick else 1000)
+    args.repeats = args.repeats or (3 if args.quick else 5)
     with scratch_dir("dashboard") as root:
         result = bench(root, args.records, args.repeats)
     write_results("dashboard", {"machine": machine_info(), **result})

@@ -1,13 +1,15 @@
 """/healthz latency while steps run and webhooks pour in (issue 8's target: p99 < 50 ms).
 
-    python bench/bench_health.py [--steps N] [--posts 500]
+    python bench/bench_health.py [--quick] [--steps N] [--posts N]
 
 ``max_concurrent_steps`` repositories (DataLad datasets published to bare
 repositories) each hold one stale run record whose command sleeps, so every
 step slot is busy; while they run, 500 signed GitHub push deliveries (each
 its own delivery id) are posted from 8 threads, and a sampler asks
 ``/healthz`` every 20 ms from the first post for 20 s (the steps still
-running). Printed: the sampler's p50, p99 and max.
+running). Printed: the sampler's p50, p99 and max. Every delivery must be
+accepted (202) and every step slot still busy when sampling ends, or the run
+fails (exit code 1). ``--quick``: 2 step slots, 100 deliveries, 8 s of sampling.
 """
 
 from __future__ import annotations
@@ -22,24 +24,34 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_service import Daemon, _config, free_port
-from benchlib import git, machine_info, progress, run, scratch_dir, write_results
+from benchlib import (
+    DATALAD,
+    git,
+    machine_info,
+    markdown_table,
+    progress,
+    require,
+    run,
+    scratch_dir,
+    write_results,
+)
 from rerund.triggers.webhooks import sign
 
 SECRET = "bench-secret"  # noqa: S105 - a loopback benchmark's own secret
 SLEEP_S = 60
-SAMPLE_S = 20.0
 
 
 def _repository(root: Path, name: str) -> Path:
     """A dataset with one record made stale by a later commit, published to a bare repo."""
     work = root / "ds" / name
-    run(["datalad", "create", "-c", "text2git", str(work)], root)
+    run([DATALAD, "create", "-c", "text2git", str(work)], root)
     (work / "in.txt").write_text("1\n")
-    run(["datalad", "save", "-m", "input"], work)
+    run([DATALAD, "save", "-m", "input"], work)
     record = {
         "cmd": f"sleep {SLEEP_S}; cp in.txt out.txt",
         "exit": 0,
@@ -106,7 +118,7 @@ def _steps_running(daemon: Daemon) -> int:
     return sum(step["state"] == "running" for job in details for step in job["steps"])
 
 
-def bench(root: Path, steps: int, posts: int) -> dict[str, object]:
+def bench(root: Path, steps: int, posts: int, sample_s: float) -> dict[str, Any]:
     progress(f"building {steps} repositories")
     names = [f"r{number}" for number in range(steps)]
     bares = {name: _repository(root, name) for name in names}
@@ -145,16 +157,22 @@ def bench(root: Path, steps: int, posts: int) -> dict[str, object]:
                 )
             )
         posting_s = time.monotonic() - started
-        time.sleep(max(0.0, SAMPLE_S - posting_s))  # the steps still run: keep sampling
+        time.sleep(max(0.0, sample_s - posting_s))  # the steps still run: keep sampling
         done.set()
         sampler.join()
+        busy = _steps_running(daemon)
     finally:
         daemon.stop()
+    require(busy == steps, f"only {busy} of {steps} steps still ran when sampling ended")
+    require(len(samples) > 10, f"only {len(samples)} /healthz answers")
+    accepted = sum(status == 202 for status in statuses)
+    require(accepted == posts, f"only {accepted} of {posts} deliveries accepted (202)")
     ordered = sorted(samples)
     return {
         "steps_running": steps,
         "posts": posts,
-        "posts_accepted": sum(status == 202 for status in statuses),
+        "posts_accepted": accepted,
+        "sampled_s": sample_s,
         "posting_s": round(posting_s, 2),
         "healthz_samples": len(ordered),
         "healthz_p50_ms": round(statistics.median(ordered) * 1000, 1),
@@ -165,14 +183,30 @@ def bench(root: Path, steps: int, posts: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="max_concurrent_steps")
-    parser.add_argument("--posts", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="2 slots, 100 posts, 8 s")
+    parser.add_argument("--steps", type=int, help="max_concurrent_steps")
+    parser.add_argument("--posts", type=int)
     args = parser.parse_args()
+    steps = args.steps or (2 if args.quick else 8)
+    posts = args.posts or (100 if args.quick else 500)
     with scratch_dir("health") as root:
-        results = bench(root, args.steps, args.posts)
-    results["machine"] = machine_info()
-    print(json.dumps(results, indent=2))
-    write_results("health", results)
+        results = bench(root, steps, posts, 8.0 if args.quick else 20.0)
+    write_results("health", {"machine": machine_info(), **results})
+    print(
+        markdown_table(
+            ["steps running", "deliveries posted (8 threads)", "accepted", "/healthz answers",
+             "p50", "p99", "max", "target"],
+            [[str(steps), f"{posts} in {results['posting_s']:.1f} s",
+              str(results["posts_accepted"]), str(results["healthz_samples"]),
+              f"{results['healthz_p50_ms']:.1f} ms", f"{results['healthz_p99_ms']:.1f} ms",
+              f"{results['healthz_max_ms']:.1f} ms",
+              "p99 < 50 ms: " + ("met" if results["healthz_p99_ms"] < 50 else "missed")]],
+        )
+    )  # fmt: skip
+    print(
+        f"\n`/healthz` asked every 20 ms for {results['sampled_s']:.0f} s from the first"
+        f" delivery, while {steps} steps (every step slot) ran."
+    )
 
 
 if __name__ == "__main__":

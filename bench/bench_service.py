@@ -50,6 +50,8 @@ from rerund.triggers.webhooks import sign
 
 SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "webhooks"
 TIPS = 200  # commits the deliveries step through as the branch's tip
+# The benchmarks' repositories hold only their own commits: every push may run.
+TRUST = '[security]\ntrust = "any"\n'
 
 
 def free_port() -> int:
@@ -105,7 +107,7 @@ class Daemon:
 def _config(root: Path, port: int, repos: str, top: str = "") -> Path:
     config = root / "rerund.toml"
     config.write_text(
-        f'state_dir = "state"\n{top}[http]\nlisten = "127.0.0.1:{port}"\n{repos}',
+        f'state_dir = "state"\n{top}{TRUST}[http]\nlisten = "127.0.0.1:{port}"\n{repos}',
         encoding="utf-8",
     )
     return config

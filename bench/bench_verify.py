@@ -1,18 +1,20 @@
 """`rerund verify` of a 20-record pipeline against the seed's workflow by hand.
 
-    python bench/bench_verify.py [--records N]
+    python bench/bench_verify.py [--quick] [--records N]
 
 The pipeline is real ``datalad run`` records in a chain (each step reads the
 previous step's output). By hand, per record R, as the seed describes it: in a
 clone, ``git checkout --detach R^``, ``datalad rerun R``, ``git diff R HEAD``
 (leaving out the record directory). rerund: ``rerund verify --json`` with one
-and with two records at a time. Both must call every record identical.
+and with two records at a time. Both must call every record identical, or
+the run fails (exit code 1). ``--quick``: 10 records.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from benchlib import (
     machine_info,
     markdown_table,
     progress,
+    require,
     run,
     scratch_dir,
     write_results,
@@ -86,17 +89,20 @@ def with_rerund(dataset: Path, jobs: int) -> tuple[float, dict[str, Any]]:
     done = subprocess.run(
         [sys.executable, "-m", "rerund", "verify", "--json", "-J", str(jobs)],
         cwd=dataset, capture_output=True, text=True, check=False,
-        env={**__import__("os").environ, **IDENTITY},
+        env={**os.environ, **IDENTITY},
     )  # fmt: skip
     seconds = time.perf_counter() - started
+    require(done.returncode == 0, f"rerund verify failed ({done.returncode}): {done.stderr}")
     report: dict[str, Any] = json.loads(done.stdout)
     return seconds, report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="10 records")
+    parser.add_argument("--records", type=int)
     args = parser.parse_args()
+    args.records = args.records or (10 if args.quick else 20)
     with scratch_dir("verify") as root:
         progress(f"building a {args.records}-record pipeline with datalad run")
         dataset = root / "ds"
@@ -107,8 +113,14 @@ def main() -> None:
         one_s, one = with_rerund(dataset, 1)
         two_s, two = with_rerund(dataset, 2)
     for report in (one, two):
-        assert report["reproducible"] == args.records == report["total"], report
-    assert hand_same == args.records, hand_same
+        require(
+            report["reproducible"] == args.records == report["total"],
+            f"rerund verify did not call all {args.records} records identical: {report}",
+        )
+    require(
+        hand_same == args.records,
+        f"by hand only {hand_same} of {args.records} records reproduced",
+    )
     results = {"records": args.records, "by_hand_s": hand_s, "verify_j1_s": one_s,
                "verify_j2_s": two_s}  # fmt: skip
     write_results("verify", {"machine": machine_info(), **results})
@@ -120,6 +132,10 @@ def main() -> None:
               f"{hand_s / two_s:.1f}×", f"yes ({args.records}/{args.records} both ways)"]],
         )
     )  # fmt: skip
+    print(
+        f"\nOne run each, of a chain of {args.records} real `datalad run` records"
+        " (text2git); every record must reproduce both ways."
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,20 @@ from pathlib import Path
 
 from benchlib import BENCH_DIR, PYTHON, machine_info, machine_table, progress, rerund_commit
 
-BENCHMARKS = ("bench_plan", "bench_incremental", "bench_chain", "bench_service")
+BENCHMARKS = (
+    "bench_plan",
+    "bench_incremental",
+    "bench_chain",
+    "bench_service",
+    "bench_health",
+    "bench_subdatasets",
+    "bench_propagate",
+    "bench_verify",
+    "bench_dashboard",
+    "bench_sandbox",
+    "bench_slurm",
+    "bench_leastwork",
+)
 DOCS = BENCH_DIR.parent / "docs" / "benchmarks.md"
 
 

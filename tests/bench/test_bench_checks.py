@@ -31,6 +31,32 @@ def test_no_check_is_an_assert(script: Path) -> None:
     assert [] == asserts, f"{script.name} asserts on lines {asserts}"
 
 
+@pytest.mark.usefixtures("bench")
+def test_run_all_runs_every_benchmark() -> None:
+    """Every bench/bench_*.py is one of run_all's benchmarks, so its figures reach the page."""
+    from run_all import BENCHMARKS  # noqa: PLC0415
+
+    assert sorted(path.stem for path in BENCH.glob("bench_*.py")) == sorted(BENCHMARKS)
+
+
+@pytest.mark.parametrize("script", sorted(BENCH.glob("bench_*.py")), ids=lambda path: path.name)
+def test_every_benchmark_takes_quick(script: Path) -> None:
+    """Each benchmark declares the --quick option run_all passes it."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+
+    options = [
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "add_argument"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    ]
+
+    assert "--quick" in options
+
+
 def _ingest(**changes: Any) -> dict[str, Any]:
     result = {
         "completed": 100,
