@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rerund.service.mirrors import mirror_plan
 
 from helpers import Dataset, datalad, git
+from rerund.service.mirrors import mirror_plan
 from rerund.settings import load
 from served_chain import Chain, build_chain
 from service_helpers import Daemon, rerund_cli, wait_for
