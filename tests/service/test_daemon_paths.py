@@ -269,6 +269,10 @@ def test_the_daemon_reruns_sidecar_records_and_writes_sidecars(
         assert any(path.startswith(".datalad/runinfo/") for path in sidecars)
         lab.user.git("pull", "-q", "--ff-only", "origin", "main")
         assert "0\n1\n2\n3\n" == lab.user.read("sorted.txt")
+        # The new sidecar is annexed as DataLad annexes it; its content is on the server
+        # (the server's git-annex branch, fetched, says so).
+        lab.user.git("fetch", "-q", "origin")
+        run("git", "annex", "get", "--quiet", ".datalad/runinfo", cwd=lab.user.path)
         report = json.loads(datalad("-f", "json", "rerun", "--report", cwd=lab.user.path))
         assert [ds.record_commit("sort")] == report["run_info"]["chain"]
     finally:
