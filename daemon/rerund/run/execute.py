@@ -531,7 +531,14 @@ def _run_command(prepared: PreparedStep, step: Step, log_path: Path, options: Ex
         return _run_logged(argv, prepared, step, log_path, options)
     with sandbox.handed_over(work_tree, prepared.scratch):
         argv = sandbox.wrap(argv, work_tree, prepared.exec_dir, scratch=prepared.scratch)
-        return _run_logged(argv, prepared, step, log_path, options)
+        code = _run_logged(argv, prepared, step, log_path, options)
+    if sandbox.run_as is not None:
+        # Handing the tree over and back (chown) changed every file's ctime, so git
+        # re-hashes them; without git-annex's filter a filled-in unlocked input would
+        # count as changed (its content is not its pointer) and be committed as content.
+        # Refreshed through the filter, unchanged files are clean again.
+        GitRepo(work_tree).run("update-index", "-q", "--refresh", check=False)
+    return code
 
 
 def _run_logged(
