@@ -2,7 +2,9 @@
 
 Inside, the system (``/usr``, ``/etc``, ...) and the Python rerund runs on are
 read-only, the step's work tree is the only writable place (its ``.git`` stays
-read-only, so a record cannot plant hooks or change git's config), ``/tmp`` and
+read-only, so a record cannot plant hooks or change git's config; a run-merge
+record's command, which commits by itself, gets its objects and refs writable but
+never its config, hooks or info), ``/tmp`` and
 ``$HOME`` are fresh and private, the network is gone unless allowed, and the
 daemon's own paths (state directory, settings, secrets, bare repositories) are
 covered. Limits: memory (RLIMIT_AS) and processes (RLIMIT_NPROC, counted in the
