@@ -52,3 +52,24 @@ def test_two_commits_changing_one_path_are_a_conflict(repo: Path) -> None:
 
     with pytest.raises(ConflictError, match=r"same\.txt"):
         linearize(GitRepo(repo), base, [Made(base, first), Made(base, second)])
+
+
+def test_a_run_merge_made_side_by_side_keeps_its_own_commit_and_merge(repo: Path) -> None:
+    """A run-merge re-made on the chain is still a merge of the command's own commit."""
+    base = git("rev-parse", "HEAD", cwd=repo)
+    first = _commit_on(repo, base, "a.txt", "a\n", "[DATALAD RUNCMD] a")
+    inner = _commit_on(repo, base, "tally.txt", "4\n", "tally inner")
+    tree = f"{inner}^{{tree}}"
+    merge = git(
+        "commit-tree", tree, "-p", base, "-p", inner, "-m", "[DATALAD RUNCMD] tally", cwd=repo
+    )
+
+    made = linearize(GitRepo(repo), base, [Made(base, first), Made(base, merge)])
+
+    mainline, own = git("log", "-1", "--format=%P", made[1], cwd=repo).split()
+    assert first == mainline
+    assert f"tally inner\n{first}" == git("log", "-1", "--format=%s%n%P", own, cwd=repo)
+    assert "[DATALAD RUNCMD] tally" == git("log", "-1", "--format=%B", made[1], cwd=repo)
+    assert ("a", "4") == tuple(
+        git("show", f"{made[1]}:{p}", cwd=repo) for p in ("a.txt", "tally.txt")
+    )

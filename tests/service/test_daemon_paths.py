@@ -91,8 +91,11 @@ def _get_status(daemon: Daemon, path: str) -> tuple[int, dict[str, object]]:
     import urllib.error  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
+    # Reads are guarded once a token is set (issue 9): send it, so the refusal under test
+    # is the endpoint's own answer, not the missing token.
+    request = urllib.request.Request(daemon.base + path, headers=TOKEN)
     try:
-        with urllib.request.urlopen(daemon.base + path, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -150,12 +153,18 @@ def test_a_branch_that_keeps_moving_is_given_up_after_the_replan_limit(
     _pipeline_template: Dataset, tmp_path: Path
 ) -> None:
     """Every attempt finds the branch moved (its step moves it): the job gives up, unpublished."""
-    lab = make_lab(tmp_path, _pipeline_template, hook=False, watch=False)
+    # reuse = false: a reused step would not run again, so it would not move the branch again.
+    lab = make_lab(tmp_path, _pipeline_template, hook=False, watch=False, extra="reuse = false\n")
+    # The step stands in for a busy lab pushing meanwhile: it must reach the bare repository,
+    # which the sandbox hides from steps (test_isolation proves that), so it is off here.
+    with lab.config.open("a", encoding="utf-8") as config:
+        config.write('[security]\nsandbox = "none"\n')
     daemon = Daemon(lab).start()
     try:
         wait_for(daemon.scanned, what="the start-up scan to finish")
         # The report step moves the remote branch on while it runs, as a busy lab would.
-        bare = f"git --git-dir='{lab.bare}'"
+        # Steps see a bare environment (no HOME identity), so the mover names itself.
+        bare = f"git -c user.name=lab -c user.email=lab@example.org --git-dir='{lab.bare}'"
         mover = (
             f"tree=$({bare} rev-parse main^{{tree}}); parent=$({bare} rev-parse main);"
             f' {bare} update-ref refs/heads/main "$({bare} commit-tree "$tree" -p "$parent"'
@@ -260,6 +269,10 @@ def test_the_daemon_reruns_sidecar_records_and_writes_sidecars(
         assert any(path.startswith(".datalad/runinfo/") for path in sidecars)
         lab.user.git("pull", "-q", "--ff-only", "origin", "main")
         assert "0\n1\n2\n3\n" == lab.user.read("sorted.txt")
+        # The new sidecar is annexed as DataLad annexes it; its content is on the server
+        # (the server's git-annex branch, fetched, says so).
+        lab.user.git("fetch", "-q", "origin")
+        run("git", "annex", "get", "--quiet", ".datalad/runinfo", cwd=lab.user.path)
         report = json.loads(datalad("-f", "json", "rerun", "--report", cwd=lab.user.path))
         assert [ds.record_commit("sort")] == report["run_info"]["chain"]
     finally:

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from rerund.errors import ConfigError
 from rerund.settings import load
+from rerund.web.access import refuse_reader
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "rerund.toml"
 
 
-def test_the_shipped_settings_trust_nobody_and_guard_reading() -> None:
-    """config/rerund.toml sets no trust (nothing runs), a sandbox, and a token that reads."""
+def test_the_shipped_settings_trust_nobody_and_guard_reading(tmp_path: Path) -> None:
+    """config/rerund.toml trusts nobody, sandboxes, ships no token; its token file guards reads."""
+    shipped = SHIPPED.read_text(encoding="utf-8")
     settings = load(SHIPPED)
     assert settings.security.trust is None
     assert "bwrap" == settings.sandbox
-    assert settings.api_token
+    assert settings.api_token is None  # issue 6: no usable token ships in the repository
+    # Issue 9: the token the shipped file tells the operator to generate also guards reading.
+    token = secrets.token_urlsafe(24)
+    (tmp_path / "api-token").write_text(token + "\n")
+    named = '# token_file = "/etc/rerund/api-token"'
+    assert named in shipped
+    (tmp_path / "rerund.toml").write_text(shipped.replace(named, 'token_file = "api-token"'))
+    guarded = load(tmp_path / "rerund.toml")
+    assert token == guarded.api_token
+    anonymous = make_mocked_request("GET", "/api/jobs/1")
+    refused = refuse_reader(anonymous, guarded)
+    assert refused is not None
+    assert 401 == refused.status
+    bearer = make_mocked_request("GET", "/api/jobs/1", headers={"Authorization": f"Bearer {token}"})
+    assert refuse_reader(bearer, guarded) is None
 
 
 def test_security_defaults_apply_to_every_repository_and_can_be_overridden(

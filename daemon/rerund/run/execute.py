@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
@@ -126,6 +126,8 @@ class PreparedStep:
     """Directories made for ``{tmpdir}`` (a sandbox must show them too)."""
     work_tree: Path | None = None
     """The dataset's root, the one place a sandboxed command may write."""
+    commits: bool = False
+    """The command makes commits of its own (a run-merge record): its git is writable."""
 
 
 def execute_step(
@@ -144,6 +146,8 @@ def execute_step(
     prepared = runner.attached(step, head) if runner is not None else None
     if prepared is None:
         prepared = _prepare(repo, step, context.config)
+    if len(repo.text("rev-list", "--parents", "-n", "1", step.commit).split()) > 2:
+        prepared = replace(prepared, commits=True)  # a run-merge: its command commits
     branch = current_branch(repo)
     run = runner.run if runner is not None else _run_command
     try:
@@ -541,9 +545,19 @@ def _run_command(prepared: PreparedStep, step: Step, log_path: Path, options: Ex
     work_tree = prepared.work_tree
     if sandbox is None or work_tree is None:
         return _run_logged(argv, prepared, step, log_path, options)
-    with sandbox.handed_over(work_tree, prepared.scratch):
-        argv = sandbox.wrap(argv, work_tree, prepared.exec_dir, scratch=prepared.scratch)
-        return _run_logged(argv, prepared, step, log_path, options)
+    commits = prepared.commits
+    with sandbox.handed_over(work_tree, prepared.scratch, commits=commits):
+        argv = sandbox.wrap(
+            argv, work_tree, prepared.exec_dir, scratch=prepared.scratch, commits=commits
+        )
+        code = _run_logged(argv, prepared, step, log_path, options)
+    if sandbox.run_as is not None:
+        # Handing the tree over and back (chown) changed every file's ctime, so git
+        # re-hashes them; without git-annex's filter a filled-in unlocked input would
+        # count as changed (its content is not its pointer) and be committed as content.
+        # Refreshed through the filter, unchanged files are clean again.
+        GitRepo(work_tree).run("update-index", "-q", "--refresh", check=False)
+    return code
 
 
 def _run_logged(

@@ -63,27 +63,32 @@ def linearize(repo: GitRepo, parent: str, made: Sequence[Made]) -> list[str]:
     held: dict[str, str] = {}  # path -> "mode oid" as the chain so far leaves it
     tip: str = parent
     marks: dict[int, int] = {}
+    made_count = 0
     ident = repo.text("var", "GIT_COMMITTER_IDENT")
     for position, item in enumerate(made):
         if position not in remake:
             tip = item.commit
             held.update((c.path, f"{c.mode} {c.oid}") for c in changes[item.commit])
             continue
-        mark = len(marks) + 1
-        marks[position] = mark
         info = texts[item.commit]
         if info is None:
             raise RerundError(f"commit {item.commit} is missing")
         header, _, message = info.data.partition(b"\n\n")
-        author = next(
-            line for line in header.split(b"\n") if line.startswith(b"author ")
-        ).removeprefix(b"author ")
+        # A run-merge (the command committed by itself): its own commits are re-made
+        # first, then the record merges them as it did.
+        inner = _inner_commits(repo, item, header)
+        inner_stream, inner_tip, made_count = _remake_inner(repo, inner, tip, ident, made_count)
+        stream += inner_stream
+        made_count += 1
+        mark = made_count
+        marks[position] = mark
         stream += [
             f"commit {_SCRATCH_REF}\nmark :{mark}\n".encode(),
-            b"author " + author + b"\n",
+            b"author " + _author(header) + b"\n",
             f"committer {ident}\n".encode(),
             b"data %d\n" % len(message) + message + b"\n",
             f"from {tip}\n".encode(),
+            *([f"merge {inner_tip}\n".encode()] if inner else []),
         ]
         for change in changes[item.commit]:
             now = held.get(change.path)
@@ -96,8 +101,57 @@ def linearize(repo: GitRepo, parent: str, made: Sequence[Made]) -> list[str]:
             stream.append(_file_command(change))
         stream.append(b"\n")
         tip = f":{mark}"
-    shas = _fast_import(repo, b"".join(stream), len(marks))
+    shas = _fast_import(repo, b"".join(stream), made_count)
     return [shas[marks[p]] if p in marks else item.commit for p, item in enumerate(made)]
+
+
+def _author(header: bytes) -> bytes:
+    return next(line for line in header.split(b"\n") if line.startswith(b"author ")).removeprefix(
+        b"author "
+    )
+
+
+def _inner_commits(repo: GitRepo, item: Made, header: bytes) -> list[Made]:
+    """A run-merge's own commits (its second parent's line since its base), oldest first."""
+    parents = [line[7:].decode() for line in header.split(b"\n") if line.startswith(b"parent ")]
+    if len(parents) != 2 or parents[0] != item.base:
+        return []
+    listed = repo.text("rev-list", "--reverse", "--parents", f"{item.base}..{parents[1]}")
+    inner = []
+    for line in listed.splitlines():
+        commit, *its_parents = line.split()
+        if len(its_parents) != 1:
+            raise RerundError(f"rerund cannot lay out the merge {commit[:8]}; run with -J 1")
+        inner.append(Made(base=its_parents[0], commit=commit))
+    return inner
+
+
+def _remake_inner(
+    repo: GitRepo, inner: list[Made], tip: str, ident: str, count: int
+) -> tuple[list[bytes], str, int]:
+    """fast-import commands re-making ``inner`` on ``tip``: the stream, its tip, the count."""
+    if not inner:
+        return [], tip, count
+    changes = _changes(repo, inner)
+    texts = repo.read_objects(item.commit for item in inner)
+    stream: list[bytes] = []
+    for item in inner:
+        info = texts[item.commit]
+        if info is None:
+            raise RerundError(f"commit {item.commit} is missing")
+        header, _, message = info.data.partition(b"\n\n")
+        count += 1
+        stream += [
+            f"commit {_SCRATCH_REF}\nmark :{count}\n".encode(),
+            b"author " + _author(header) + b"\n",
+            f"committer {ident}\n".encode(),
+            b"data %d\n" % len(message) + message + b"\n",
+            f"from {tip}\n".encode(),
+            *(_file_command(change) for change in changes[item.commit]),
+            b"\n",
+        ]
+        tip = f":{count}"
+    return stream, tip, count
 
 
 def _to_remake(parent: str, made: Sequence[Made]) -> set[int]:

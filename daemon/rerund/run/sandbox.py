@@ -2,7 +2,9 @@
 
 Inside, the system (``/usr``, ``/etc``, ...) and the Python rerund runs on are
 read-only, the step's work tree is the only writable place (its ``.git`` stays
-read-only, so a record cannot plant hooks or change git's config), ``/tmp`` and
+read-only, so a record cannot plant hooks or change git's config; a run-merge
+record's command, which commits by itself, gets its objects and refs writable but
+never its config, hooks or info), ``/tmp`` and
 ``$HOME`` are fresh and private, the network is gone unless allowed, and the
 daemon's own paths (state directory, settings, secrets, bare repositories) are
 covered. Limits: memory (RLIMIT_AS) and processes (RLIMIT_NPROC, counted in the
@@ -64,11 +66,19 @@ class Sandbox:
     """Read-only extras (the Python rerund runs on, which steps' ``python`` resolves to)."""
 
     def wrap(
-        self, argv: Sequence[str], work_tree: Path, cwd: Path, *, scratch: Sequence[Path] = ()
+        self,
+        argv: Sequence[str],
+        work_tree: Path,
+        cwd: Path,
+        *,
+        scratch: Sequence[Path] = (),
+        commits: bool = False,
     ) -> list[str]:
         """``argv`` as bubblewrap runs it, with ``work_tree`` writable and ``cwd`` current.
 
         ``scratch``: fresh directories made for the step (``{tmpdir}``), writable too.
+        ``commits``: the command makes commits of its own (a run-merge record), so its
+        repository's objects and refs are writable; its config, hooks and info stay not.
         """
         # No --new-session: the executor starts bwrap in a session of its own already,
         # so no step has a controlling terminal to inject keystrokes into.
@@ -78,8 +88,15 @@ class Sandbox:
         if self.run_as is None:
             args.append("--unshare-user")
         args += self._filesystem(work_tree, scratch)
+        if commits:
+            args += _writable_git(work_tree)
         args += ["--chdir", str(cwd), "--clearenv"]
-        for name, value in [*step_env(home=_HOME).items(), *self.extra_env]:
+        env = [
+            *step_env(home=_HOME).items(),
+            *(_COMMITTING_ENV if commits else ()),
+            *self.extra_env,
+        ]
+        for name, value in env:
             args += ["--setenv", name, value]
         if self.run_as is not None:
             uid, gid = self.run_as
@@ -115,18 +132,26 @@ class Sandbox:
         return args
 
     @contextmanager
-    def handed_over(self, work_tree: Path, scratch: Sequence[Path] = ()) -> Iterator[None]:
-        """The work tree (not its ``.git``) belongs to ``run_as`` while the step runs."""
+    def handed_over(
+        self, work_tree: Path, scratch: Sequence[Path] = (), *, commits: bool = False
+    ) -> Iterator[None]:
+        """The work tree (not its ``.git``) belongs to ``run_as`` while the step runs;
+        with ``commits`` its git storage too, but for the config, hooks and info."""
         if self.run_as is None:
             yield
             return
+        stores = git_storage(work_tree) if commits else []
         for tree in (work_tree, *scratch):
             _chown_tree(tree, *self.run_as)
+        for store in stores:
+            _chown_git(store, *self.run_as)
         try:
             yield
         finally:
             for tree in (work_tree, *scratch):
                 _chown_tree(tree, os.getuid(), os.getgid())
+            for store in stores:
+                _chown_git(store, os.getuid(), os.getgid())
 
     def explain(self, log_tail: str) -> str | None:
         """Which limit a failed step most likely ran into, from the end of its log."""
@@ -223,6 +248,66 @@ def _git_dirs(work_tree: Path) -> list[Path]:
         found += [work_tree / path / ".git" for path in _SUBMODULE_PATH.findall(text)]
     root = work_tree.resolve()
     return [path for path in found if path.exists() and root in path.resolve().parents]
+
+
+# What a committing step must not change in its repository: code git would run, settings.
+_GIT_GUARDED = ("config", "config.worktree", "hooks", "info")
+# A committing step's git: owned files differ from the worktree's .git file (safe.directory),
+# hooks never run, and its commits carry rerund's name as the daemon's own do.
+_COMMITTING_ENV = (
+    ("GIT_CONFIG_COUNT", "2"),
+    ("GIT_CONFIG_KEY_0", "safe.directory"),
+    ("GIT_CONFIG_VALUE_0", "*"),
+    ("GIT_CONFIG_KEY_1", "core.hooksPath"),
+    ("GIT_CONFIG_VALUE_1", "/dev/null"),
+    ("GIT_AUTHOR_NAME", "rerund"),
+    ("GIT_AUTHOR_EMAIL", "rerund@localhost"),
+    ("GIT_COMMITTER_NAME", "rerund"),
+    ("GIT_COMMITTER_EMAIL", "rerund@localhost"),
+)
+
+
+def git_storage(work_tree: Path) -> list[Path]:
+    """Where the work tree's git keeps its data: ``.git``, or a linked worktree's own
+    git directory and the repository's common one (possibly inside the hidden state)."""
+    dot_git = work_tree / ".git"
+    if dot_git.is_dir():
+        return [dot_git]
+    if not dot_git.is_file():
+        return []
+    text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        return []
+    git_dir = (work_tree / text.removeprefix("gitdir:").strip()).resolve()
+    stores = [git_dir]
+    common = git_dir / "commondir"
+    if common.is_file():
+        stores.append((git_dir / common.read_text(encoding="utf-8").strip()).resolve())
+    return stores
+
+
+def _writable_git(work_tree: Path) -> list[str]:
+    """Bind the git storage writable, with its config, hooks and info read-only on top."""
+    args: list[str] = []
+    for store in git_storage(work_tree):
+        args += [*_parents(store), "--bind", str(store), str(store)]
+        for name in _GIT_GUARDED:
+            guarded = store / name
+            if guarded.exists():
+                args += ["--ro-bind", str(guarded), str(guarded)]
+    return args
+
+
+def _chown_git(store: Path, uid: int, gid: int) -> None:
+    """Hand over a git directory but for what :data:`_GIT_GUARDED` names."""
+    os.lchown(store, uid, gid)
+    for entry in store.iterdir():
+        if entry.name in _GIT_GUARDED:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            _chown_tree(entry, uid, gid)
+        elif entry.lstat().st_uid != uid:
+            os.lchown(entry, uid, gid)
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
