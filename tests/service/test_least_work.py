@@ -148,7 +148,7 @@ def test_annexed_steps_side_by_side_are_published_with_their_content(tmp_path: P
     finally:
         daemon.stop()
 
-    assert "succeeded" == job["state"], job
+    assert "succeeded" == job["state"], job.get("error")
     assert 9 == len(lab.subjects_since(pushed))
     lab.user.git("pull", "-q", "--ff-only", "origin", "main")
     lab.user.git("fetch", "-q", "origin")  # the server's git-annex branch: where content is

@@ -129,6 +129,9 @@ class Sandbox:
             args += [*_parents(directory), "--bind", str(directory), str(directory)]
         for git_dir in _git_dirs(work_tree):
             args += ["--ro-bind", str(git_dir), str(git_dir)]
+        common = _linked_common_dir(work_tree)
+        if common is not None:  # a scratch worktree: its git and annex live in the clone's
+            args += [*_parents(common), "--ro-bind", str(common), str(common)]
         return args
 
     @contextmanager
@@ -265,6 +268,24 @@ _COMMITTING_ENV = (
     ("GIT_COMMITTER_NAME", "rerund"),
     ("GIT_COMMITTER_EMAIL", "rerund@localhost"),
 )
+
+
+def _linked_common_dir(work_tree: Path) -> Path | None:
+    """The repository's own git directory when ``work_tree`` is a linked worktree.
+
+    A step running side by side works in such a tree: its ``.git`` (a file, or the link
+    git-annex makes of it) leads into the clone's git directory, where its annex
+    objects are, read-only for the step like any ``.git``.
+    """
+    dot_git = work_tree / ".git"
+    if not dot_git.is_symlink() and not dot_git.is_file():
+        return None
+    stores = git_storage(work_tree) if dot_git.is_file() else [dot_git.resolve()]
+    git_dir = stores[0]
+    common = git_dir / "commondir"
+    if not common.is_file():
+        return None
+    return (git_dir / common.read_text(encoding="utf-8").strip()).resolve()
 
 
 def git_storage(work_tree: Path) -> list[Path]:
