@@ -95,6 +95,7 @@ def build_chain(root: Path, *, extra: str = "") -> Chain:
     config = root / "rerund.toml"
     repos = "".join(
         f'[[repos]]\nname = "{name}"\nremote = "{srv / name}.git"\nbranch = "main"\n'
+        'trust = "any"\n'
         for name in NAMES
     )
     config.write_text(

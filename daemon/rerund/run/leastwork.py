@@ -27,6 +27,7 @@ from pathlib import PurePosixPath
 from rerund.core.dsconfig import DatasetConfig
 from rerund.core.fingerprint import fingerprint, read_set, reuse_key, written_by
 from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
+from rerund.core.globbing import spec_matcher
 from rerund.core.history import HistoryIndex
 from rerund.core.plan import Step
 from rerund.core.records import RunRecord, format_message
@@ -85,6 +86,8 @@ class LeastWork:
         are committed there). Safe to call from several threads.
         """
         started = time.monotonic()
+        if _writes_over_its_inputs(step.record):
+            return None  # what it read is among what it writes: no identity tells the inputs
         reads = read_set(step.record, written_by(self.repo, step.commit), self.config.substitutions)
         now = fingerprint(self.repo, head, reads)
         key = reuse_key(step.record, now, self.config.substitutions)
@@ -218,3 +221,10 @@ def _entries_of(
         if len(parts) == 3 and parts[1] == "blob":
             found[path] = (parts[0], parts[2])
     return found
+
+
+def _writes_over_its_inputs(record: RunRecord) -> bool:
+    """Whether an output (``.``, a directory, a glob) covers one of the declared inputs."""
+    outputs = [spec_matcher(spec, record.pwd) for spec in record.outputs]
+    inputs = [spec_matcher(spec, record.pwd) for spec in [*record.inputs, *record.extra_inputs]]
+    return any(out.covers(inp.literal_prefix or ".") for out in outputs for inp in inputs)
