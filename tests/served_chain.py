@@ -94,8 +94,7 @@ def build_chain(root: Path, *, extra: str = "") -> Chain:
     port = free_port()
     config = root / "rerund.toml"
     repos = "".join(
-        f'[[repos]]\nname = "{name}"\nremote = "{srv / name}.git"\nbranch = "main"\n'
-        'trust = "any"\n'
+        f'[[repos]]\nname = "{name}"\nremote = "{srv / name}.git"\nbranch = "main"\ntrust = "any"\n'
         for name in NAMES
     )
     config.write_text(

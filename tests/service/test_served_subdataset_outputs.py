@@ -35,7 +35,8 @@ def served(tmp_path: Path) -> Chain:
     config.write_text(
         f'state_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\ntoken = "{API_TOKEN}"\n'
         + "".join(
-            f'[[repos]]\nname = "{n}"\nremote = "{srv / n}.git"\n' for n in ("raw", "analysis")
+            f'[[repos]]\nname = "{n}"\nremote = "{srv / n}.git"\ntrust = "any"\n'
+            for n in ("raw", "analysis")
         ),
         encoding="utf-8",
     )
