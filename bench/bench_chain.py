@@ -13,7 +13,9 @@ before s1, TIP the last record. Three times, in two fresh ``cp -a`` copies:
     datalad rerun --since=BASE TIP
     rerund rerun --since=BASE
 
-each must add exactly 20 commits and leave a clean tree. The commands' own
+each must add exactly 20 commits and leave a clean tree, and both must do the
+same work: the same commit subjects in the same order, changing the same files
+(anything else ends the benchmark with exit code 1). The commands' own
 time is that of ``sh FILE`` (in a fresh copy, at the dataset root) for the
 script written by ``rerund rerun --since=BASE --script FILE``. Per-step
 overhead = (total - commands) / 20; the target is rerund <= 10% of DataLad's.
@@ -37,10 +39,10 @@ from benchlib import (
     fmt_timing,
     git,
     machine_info,
-    machine_table,
     markdown_table,
     progress,
     remove_tree,
+    require,
     run,
     run_timed,
     scratch_dir,
@@ -54,6 +56,8 @@ FIRST_CMD = "date +%s%N > {outputs}; cat {inputs} >> {outputs}"
 NEXT_CMD = "tac {inputs} > {outputs}"
 RAW_LINES = 100
 TARGET_PERCENT = 10.0
+RERUND_FLAGS: list[str] = []
+"""``--sandbox`` when asked: steps under bubblewrap, as the daemon runs them."""
 
 
 @dataclass
@@ -127,14 +131,19 @@ def build_chain(root: Path, variant: str) -> Chain:
     return Chain(variant, path, base, tip)
 
 
-def check_replay(path: Path, since: str, label: str) -> None:
-    """Exactly ``STEPS`` new commits after ``since``, and nothing left in the tree."""
+def check_replay(path: Path, since: str, label: str) -> tuple[str, str]:
+    """Exactly ``STEPS`` new commits after ``since``, nothing left in the tree.
+
+    Returns the work done, to compare between the tools: the new commits'
+    subjects and the files each changed, in order.
+    """
     made = int(git(path, "rev-list", "--count", f"{since}..HEAD"))
-    if made != STEPS:
-        raise AssertionError(f"{label}: {made} new commits, expected {STEPS}")
+    require(made == STEPS, f"{label}: {made} new commits, expected {STEPS}")
     status = git(path, "status", "--porcelain", "--untracked-files=all")
-    if status:
-        raise AssertionError(f"{label}: work tree not clean:\n{status}")
+    require(not status, f"{label}: work tree not clean:\n{status}")
+    subjects = git(path, "log", "--reverse", "--format=%s", f"{since}..HEAD")
+    files = git(path, "log", "--reverse", "--format=", "--name-only", f"{since}..HEAD")
+    return subjects, files
 
 
 def fresh_copy(chain: Chain, name: str) -> Path:
@@ -144,20 +153,20 @@ def fresh_copy(chain: Chain, name: str) -> Path:
     return copy
 
 
-def time_datalad(chain: Chain, rep: int) -> float:
+def time_datalad(chain: Chain, rep: int) -> tuple[float, tuple[str, str]]:
     copy = fresh_copy(chain, f"datalad-{rep}")
     seconds = run_timed([DATALAD, "rerun", f"--since={chain.base}", chain.tip], copy).seconds
-    check_replay(copy, chain.tip, "datalad rerun")
+    work = check_replay(copy, chain.tip, "datalad rerun")
     remove_tree(copy)
-    return seconds
+    return seconds, work
 
 
-def time_rerund(chain: Chain, rep: int) -> float:
+def time_rerund(chain: Chain, rep: int) -> tuple[float, tuple[str, str]]:
     copy = fresh_copy(chain, f"rerund-{rep}")
-    seconds = run_timed([RERUND, "rerun", f"--since={chain.base}"], copy).seconds
-    check_replay(copy, chain.tip, "rerund rerun")
+    seconds = run_timed([RERUND, "rerun", *RERUND_FLAGS, f"--since={chain.base}"], copy).seconds
+    work = check_replay(copy, chain.tip, "rerund rerun")
     remove_tree(copy)
-    return seconds
+    return seconds, work
 
 
 def time_commands(chain: Chain) -> Timing:
@@ -170,8 +179,7 @@ def time_commands(chain: Chain) -> Timing:
         for line in script.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    if len(commands) != STEPS:
-        raise AssertionError(f"the script has {len(commands)} commands, expected {STEPS}")
+    require(len(commands) == STEPS, f"the script has {len(commands)} commands, not {STEPS}")
     timing = Timing()
     for _ in range(SCRIPT_RUNS):
         for n in range(1, STEPS + 1):  # outputs removed, as a rerun does (annex: symlinks)
@@ -189,11 +197,16 @@ def bench_variant(root: Path, variant: str) -> VariantResult:
     for rep in range(REPETITIONS):
         # Alternate which tool goes first, so neither always meets a warmer cache.
         if rep % 2 == 0:
-            dl_s = time_datalad(chain, rep)
-            rd_s = time_rerund(chain, rep)
+            dl_s, dl_work = time_datalad(chain, rep)
+            rd_s, rd_work = time_rerund(chain, rep)
         else:
-            rd_s = time_rerund(chain, rep)
-            dl_s = time_datalad(chain, rep)
+            rd_s, rd_work = time_rerund(chain, rep)
+            dl_s, dl_work = time_datalad(chain, rep)
+        require(
+            dl_work == rd_work,
+            f"{variant} #{rep + 1}: rerund's commits differ from DataLad's:\n"
+            f"datalad:\n{dl_work[0]}\n{dl_work[1]}\nrerund:\n{rd_work[0]}\n{rd_work[1]}",
+        )
         datalad.samples.append(dl_s)
         rerund.samples.append(rd_s)
         progress(f"{variant} #{rep + 1}: datalad rerun {fmt_s(dl_s)}, rerund rerun {fmt_s(rd_s)}")
@@ -206,16 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="only the text2git dataset")
     parser.add_argument("--keep", action="store_true", help="keep the datasets")
+    parser.add_argument("--sandbox", action="store_true", help="rerund rerun --sandbox")
     args = parser.parse_args(argv)
+    RERUND_FLAGS[:] = ["--sandbox"] if args.sandbox else []
     variants = ["text2git"] if args.quick else ["text2git", "annex"]
 
     info = machine_info()
     with scratch_dir("bench-chain", keep=args.keep) as root:
         results = [bench_variant(root, variant) for variant in variants]
 
-    print(f"## Replaying a {STEPS}-step chain: per-step overhead\n")
-    print(machine_table(info))
-    print()
     print(
         markdown_table(
             [
@@ -232,13 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"\nMedians of {REPETITIONS} replays in fresh `cp -a` copies (min in parentheses), "
-        f"each adding exactly {STEPS} commits with a clean tree after; commands alone: "
+        f"each adding exactly {STEPS} commits with a clean tree after, the same subjects and"
+        " files for both tools; commands alone: "
         f"median of {SCRIPT_RUNS} runs. Overhead / step = (total − commands) / {STEPS}. "
         "text2git: `datalad create -c text2git` (files in git); "
         "annex: `datalad create` (every file annexed)."
     )
     out = write_results(
-        "bench_chain",
+        "bench_chain_sandbox" if args.sandbox else "bench_chain",
         {
             "benchmark": "bench_chain",
             "machine": info,

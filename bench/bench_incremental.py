@@ -7,15 +7,18 @@ On a generated history of 10,000 run records and 90,000 other commits
 * ``rerund plan --json`` with a warm index and no new commit;
 * five times: one new commit that edits ``raw/<k>.txt`` (made outside the
   timing), then ``rerund plan --json`` (command line, reads one new commit);
-* five times: one more such commit, then ``HistoryIndex.open`` +
-  ``index.update(tip)`` + ``stale_plan(index)`` inside this (warm) process;
+* five times: one more such commit, then ``plan_tip`` inside this (warm)
+  process: what the daemon calls for a job (open the index, read the new
+  commit, read the reproduction notes, plan);
 * ``python -c pass`` and ``python -c 'import rerund.cli.main'`` with the same
   interpreter, to separate start-up cost from the work;
 * ``datalad -f json rerun --report --since=HEAD~1``: the smallest comparable
   DataLad call. It only lists the new commit; DataLad has no staleness analysis.
 
 Every plan after an edit of ``raw/<k>.txt`` must be exactly the current records
-of pipeline k (the newest record of each ``out/<k>/s<j>.txt``), in step order.
+of pipeline k (the newest record of each ``out/<k>/s<j>.txt``), in step order;
+DataLad must find no run record in the new commit. Anything else ends the
+benchmark with exit code 1. Prints the table for docs/benchmarks.md.
 
     python bench/bench_incremental.py [--quick] [--keep]
 """
@@ -23,8 +26,6 @@ of pipeline k (the newest record of each ``out/<k>/s<j>.txt``), in step order.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import sys
 import time
@@ -41,33 +42,21 @@ from benchlib import (
     fmt_timing,
     git,
     machine_info,
-    machine_table,
     markdown_table,
     progress,
     remove_tree,
     repeat,
+    require,
     run_timed,
     scratch_dir,
     write_results,
 )
 from make_history import BRANCH, build_history
 from rerund.core.gitrepo import GitRepo
-from rerund.core.history import HistoryIndex
-from rerund.core.plan import stale_plan
+from rerund.core.plan import PlanOptions, plan_tip
 
-# Since the staleness tracker (rerund.core.staleness) the planner reads its tables, kept
-# in step with the index: StalenessTracker(index).update(tip), then stale_plan(tracker).
-# Before it, stale_plan(index) after index.update(tip). Measure whichever is installed.
-_TRACKER: Any = (
-    importlib.import_module("rerund.core.staleness").StalenessTracker
-    if importlib.util.find_spec("rerund.core.staleness")
-    else None
-)
-IN_PROCESS_API = (
-    "HistoryIndex.open + StalenessTracker(index).update(tip) + stale_plan(tracker)"
-    if _TRACKER is not None
-    else "HistoryIndex.open + index.update(tip) + stale_plan(index)"
-)
+# What a daemon job calls: index, new commits, reproduction notes, plan.
+IN_PROCESS_API = "plan_tip (index + new commit + reproduction notes + plan)"
 RUNS = 5
 DATALAD_RUNS = 3
 DATALAD_REPEAT_BELOW_S = 30.0
@@ -123,11 +112,11 @@ class Dataset:
 
 
 def check_plan(steps: list[str], expected: list[str], label: str) -> None:
-    if steps != expected:
-        raise AssertionError(
-            f"{label}: plan has {len(steps)} steps, expected the {len(expected)} current "
-            f"records of pipeline {PIPELINE} in step order"
-        )
+    require(
+        steps == expected,
+        f"{label}: plan has {len(steps)} steps, expected the {len(expected)} current "
+        f"records of pipeline {PIPELINE} in step order",
+    )
 
 
 def cli_plan(path: Path) -> tuple[float, list[str]]:
@@ -135,18 +124,12 @@ def cli_plan(path: Path) -> tuple[float, list[str]]:
     return done.seconds, [step["commit"] for step in json.loads(done.stdout)["steps"]]
 
 
-def in_process_plan(repo: GitRepo, tip: str) -> tuple[float, int, list[str]]:
-    """Open the index, read the new commits and plan, in this process."""
+def in_process_plan(repo: GitRepo, tip: str) -> tuple[float, list[str]]:
+    """The daemon's planning call, in this process: index, new commits, notes, plan."""
     start = time.perf_counter()
-    index = HistoryIndex.open(repo, BRANCH)
-    try:
-        source: Any = index if _TRACKER is None else _TRACKER(index)
-        read: int = source.update(tip)
-        plan = stale_plan(source)
-    finally:
-        index.close()
+    plan, _ = plan_tip(repo, BRANCH, tip, PlanOptions())
     seconds = time.perf_counter() - start
-    return seconds, read, [step.commit for step in plan.steps]
+    return seconds, [step.commit for step in plan.steps]
 
 
 def datalad_row(path: Path) -> Row:
@@ -164,8 +147,11 @@ def datalad_row(path: Path) -> Row:
         results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
         if done.seconds >= DATALAD_REPEAT_BELOW_S:
             break
-    if len(results) != 1:
-        raise AssertionError(f"{' '.join(map(str, datalad_argv))} gave {results!r}")
+    require(
+        len(results) == 1 and results[0].get("status") == "impossible",
+        f"{' '.join(map(str, datalad_argv))} found a run record in the new commit, which"
+        f" rerund's plan does not start from: {results!r}",
+    )
     message = results[0].get("message")
     said = message[0] % tuple(message[1:]) if isinstance(message, list) else str(message)
     progress(f"datalad rerun --report --since=HEAD~1: {fmt_timing(datalad)}: {said}")
@@ -225,11 +211,9 @@ def run_bench(root: Path, records: int, noise: int) -> tuple[dict[str, Any], lis
         check_plan(steps, expected, "rerund plan --json after one edit")
 
         tip = ds.edit_raw(PIPELINE)
-        seconds, read, steps = in_process_plan(repo, tip)
+        seconds, steps = in_process_plan(repo, tip)
         lib_one.samples.append(seconds)
-        if read != 1:
-            raise AssertionError(f"index.update read {read} commits, expected 1")
-        check_plan(steps, expected, "in-process stale_plan after one edit")
+        check_plan(steps, expected, "in-process plan_tip after one edit")
     progress(f"warm, one new commit: CLI {fmt_timing(cli_one)}, in-process {fmt_timing(lib_one)}")
     plan_note = f"{len(expected)} steps = current records of pipeline {PIPELINE}"
     rows.append(Row("`rerund plan --json`, warm index, 1 new commit", cli_one, plan_note))
@@ -275,9 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     with scratch_dir("bench-incremental", keep=args.keep) as root:
         facts, rows = run_bench(root, records, noise)
 
-    print(f"## Incremental index: {facts['records']:,} run records, {facts['commits']:,} commits\n")
-    print(machine_table(info))
-    print()
+    print(f"{facts['records']:,} run records, {facts['commits']:,} commits.\n")
     print(markdown_table(["measurement", "median", "min", "notes"], [r.cells() for r in rows]))
     print(
         f"\nrerund: median of {RUNS} runs; DataLad: median of {DATALAD_RUNS} runs. "

@@ -3,8 +3,12 @@
     python bench/bench_service.py [--quick]
 
 * ingest: wrk (Debian's package) posts signed GitHub push deliveries, each
-  with its own delivery id, to a running ``rerund serve`` on loopback; then
-  the store must hold every delivery wrk saw answered.
+  with its own delivery id, to a running ``rerund serve`` on loopback. The
+  deliveries name a moving branch tip (real commits of the repository, one
+  after the other), so they queue real jobs, which the daemon's workers run
+  while the load goes on, and later deliveries coalesce into the queued job.
+  Afterwards every delivery wrk saw answered must be stored, none answered
+  with an error, jobs queued and coalesced, and none failed.
 * latency: a push through the installed post-receive hook; from the hook's
   spool file (its name is the hook's clock, in ns) to the first step's start
   as the store recorded it.
@@ -15,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -32,17 +37,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (
     BENCH_DIR,
     RERUND,
+    DisagreementError,
     machine_info,
-    machine_table,
     markdown_table,
     progress,
+    require,
     run,
     scratch_dir,
     write_results,
 )
 from rerund.triggers.webhooks import sign
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "webhooks"
+SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "webhooks"
+TIPS = 200  # commits the deliveries step through as the branch's tip
+# The benchmarks' repositories hold only their own commits: every push may run.
+TRUST = '[security]\ntrust = "any"\n'
 
 
 def free_port() -> int:
@@ -83,7 +92,7 @@ class Daemon:
         deadline = time.monotonic() + timeout_s
         while not condition():
             if time.monotonic() > deadline:
-                raise SystemExit("timed out")
+                raise DisagreementError(f"timed out after {timeout_s} s waiting for {condition}")
             time.sleep(0.05)
 
     def rss_mb(self) -> float:
@@ -98,13 +107,14 @@ class Daemon:
 def _config(root: Path, port: int, repos: str, top: str = "") -> Path:
     config = root / "rerund.toml"
     config.write_text(
-        f'state_dir = "state"\n{top}[http]\nlisten = "127.0.0.1:{port}"\n{repos}',
+        f'state_dir = "state"\n{top}{TRUST}[http]\nlisten = "127.0.0.1:{port}"\n{repos}',
         encoding="utf-8",
     )
     return config
 
 
-def _bare_with_commit(path: Path) -> str:
+def _bare_with_commit(path: Path, commits: int = 1) -> list[str]:
+    """A bare repository whose main is a chain of ``commits`` empty commits; their ids."""
     run(["git", "init", "-q", "--bare", str(path)], path.parent)
     run(["git", "symbolic-ref", "HEAD", "refs/heads/main"], path)
     blob_tree = subprocess.run(
@@ -117,22 +127,23 @@ def _bare_with_commit(path: Path) -> str:
         "GIT_COMMITTER_NAME": "bench",
         "GIT_COMMITTER_EMAIL": "b@x",
     }
-    commit = subprocess.run(
-        ["git", "commit-tree", blob_tree, "-m", "empty"],
-        cwd=path,
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    ).stdout.strip()
-    run(["git", "update-ref", "refs/heads/main", commit], path)
-    return commit
+    chain: list[str] = []
+    for number in range(commits):
+        parent = ["-p", chain[-1]] if chain else []
+        chain.append(
+            subprocess.run(
+                ["git", "commit-tree", blob_tree, *parent, "-m", f"commit {number}"],
+                cwd=path, capture_output=True, text=True, check=True, env=env,
+            ).stdout.strip()
+        )  # fmt: skip
+    run(["git", "update-ref", "refs/heads/main", chain[-1]], path)
+    return chain
 
 
 def bench_ingest(root: Path, seconds: int, connections: int) -> dict[str, Any]:
     port = free_port()
     bare = root / "lab.git"
-    tip = _bare_with_commit(bare)
+    chain = _bare_with_commit(bare, TIPS)
     config = _config(
         root,
         port,
@@ -143,15 +154,15 @@ def bench_ingest(root: Path, seconds: int, connections: int) -> dict[str, Any]:
     try:
         daemon.wait(daemon.idle, 30)
         sample = json.loads((SAMPLE / "github-push-new-branch.json").read_text())
-        sample.update(ref="refs/heads/main", before=tip, after=tip, created=False)
-        body = json.dumps(sample).encode()
-        (root / "body.json").write_bytes(body)
-        signature = sign("github", body, "bench-secret")["X-Hub-Signature-256"]
-        env = {
-            **os.environ,
-            "RERUND_BENCH_BODY": str(root / "body.json"),
-            "RERUND_BENCH_SIGNATURE": signature,
-        }
+        # One body per step of the chain: the branch moving from one commit to the next.
+        lines = []
+        for before, after in itertools.pairwise(chain):
+            sample.update(ref="refs/heads/main", before=before, after=after, created=False)
+            body = json.dumps(sample)
+            lines.append(f"{sign('github', body.encode(), 'bench-secret')['X-Hub-Signature-256']}"
+                         f"\t{body}\n")  # fmt: skip
+        (root / "bodies.tsv").write_text("".join(lines), encoding="utf-8")
+        env = {**os.environ, "RERUND_BENCH_BODIES": str(root / "bodies.tsv")}
         progress(f"wrk: {seconds} s, {connections} connections")
         out = subprocess.run(
             [
@@ -162,28 +173,65 @@ def bench_ingest(root: Path, seconds: int, connections: int) -> dict[str, Any]:
             capture_output=True, text=True, check=True, env=env,
         ).stdout  # fmt: skip
         rss = daemon.rss_mb()
+        daemon.wait(daemon.idle, 120)  # the queued jobs run to their end
     finally:
         daemon.stop()
-    completed = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    completed = int(_match(r"(\d+) requests in", out))
     rejected = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     with sqlite3.connect(root / "state" / "rerund.sqlite") as db:
         stored = db.execute("SELECT COUNT(*) FROM events WHERE source = 'github'").fetchone()[0]
-    return {
-        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        outcomes = dict(
+            db.execute(
+                "SELECT outcome, COUNT(*) FROM events WHERE source = 'github' GROUP BY outcome"
+            ).fetchall()
+        )
+        jobs = dict(db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+    result = {
+        "requests_per_s": float(_match(r"Requests/sec:\s+([\d.]+)", out)),
         "p50": _latency(out, "50%"),
         "p99": _latency(out, "99%"),
         "completed": completed,
         "non_2xx": int(rejected.group(1)) if rejected else 0,
         "stored": stored,
         "all_stored": stored >= completed,
+        "outcomes": outcomes,
+        "jobs": jobs,
         "rss_mb_after": round(rss, 1),
         "wrk": out,
     }
+    check_ingest(result)
+    return result
+
+
+def check_ingest(result: dict[str, Any]) -> None:
+    """Every answered delivery stored, none refused, real jobs queued, coalesced, none failed."""
+    require(result["completed"] > 0, "wrk completed no request")
+    require(result["non_2xx"] == 0, f"{result['non_2xx']} deliveries were answered with errors")
+    require(
+        result["all_stored"],
+        f"{result['completed']} deliveries answered but only {result['stored']} stored",
+    )
+    outcomes, jobs = result["outcomes"], result["jobs"]
+    require(outcomes.get("queued", 0) > 0, f"no delivery queued a job: {outcomes}")
+    require(outcomes.get("coalesced", 0) > 0, f"no delivery coalesced into a job: {outcomes}")
+    require(jobs.get("failed", 0) == 0, f"jobs failed under load: {jobs}")
+    require(
+        jobs.get("succeeded", 0) >= outcomes["queued"],
+        f"{outcomes['queued']} jobs queued but only {jobs.get('succeeded', 0)} succeeded",
+    )
+
+
+def _match(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    if found is None:
+        raise DisagreementError(f"wrk's report lacks {pattern!r}:\n{text}")
+    return found.group(1)
 
 
 def _latency(out: str, percentile: str) -> float:
     match = re.search(rf"{re.escape(percentile)}\s+([\d.]+)(us|ms|s)", out)
-    assert match is not None
+    if match is None:
+        raise DisagreementError(f"wrk's report lacks the {percentile} latency:\n{out}")
     value, unit = float(match.group(1)), match.group(2)
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
@@ -235,6 +283,10 @@ def bench_latency(root: Path, repeats: int) -> dict[str, Any]:
             )
             daemon.wait(lambda n=jobs_before: _jobs(daemon) > n and daemon.idle(), 60)
             run(["git", "pull", "-q", "--ff-only", "origin", "main"], user)
+            require(
+                (user / "out.txt").read_text() == f"{number + 2}\n",
+                f"push {number}: the rerun did not land the new output",
+            )
             delays.append(_hook_to_first_step(root) * 1000)
     finally:
         daemon.stop()
@@ -286,10 +338,10 @@ def bench_memory(root: Path, repos: int) -> dict[str, Any]:
     return {"repos": served, "rss_mb": round(rss, 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     results: dict[str, Any] = {"machine": machine_info()}
     rounds = []
     for _ in range(1 if args.quick else 3):  # this shared VM is noisy: report every round
@@ -303,8 +355,6 @@ def main() -> None:
         results["memory"] = bench_memory(root, 10 if args.quick else 100)
     write_results("bench_service", {k: v for k, v in results.items()})
     ingest, latency, memory = results["ingest"], results["latency"], results["memory"]
-    print(machine_table(results["machine"]))
-    print()
     print(
         markdown_table(
             ["figure", "measured", "target"],
@@ -325,9 +375,15 @@ def main() -> None:
                     "",
                 ],
                 [
-                    "deliveries answered / stored",
-                    f"{ingest['completed']} / {ingest['stored']}",
-                    "all stored",
+                    "deliveries answered / stored / refused",
+                    f"{ingest['completed']:,} / {ingest['stored']:,} / {ingest['non_2xx']}",
+                    "all stored, none refused",
+                ],
+                [
+                    "jobs queued / deliveries coalesced into them (same round)",
+                    f"{ingest['outcomes'].get('queued', 0):,}"
+                    f" / {ingest['outcomes'].get('coalesced', 0):,}",
+                    "every job succeeded",
                 ],
                 [
                     "hook -> first step, median / max",
@@ -342,7 +398,15 @@ def main() -> None:
             ],
         )
     )
+    rounds_note = "median of 3 rounds" if not args.quick else "1 round"
+    print(
+        f"\nIngest: wrk -t1 -c16 for {5 if args.quick else 15} s ({rounds_note}), each delivery"
+        f" moving main one commit on (a chain of {TIPS}), so jobs are queued and run meanwhile."
+        f" Latency: {3 if args.quick else 10} pushes through the hook. Memory:"
+        f" {memory['repos']} repositories."
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -25,12 +26,44 @@ from pathlib import Path
 from typing import Any
 
 PYTHON = Path(sys.executable)
-RERUND = PYTHON.with_name("rerund")
 DATALAD = PYTHON.with_name("datalad")
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
 
+
+def _console_script(name: str) -> Path:
+    """``name``'s console script as pip writes it, from this tree's pyproject entry point.
+
+    The installed script may come from another checkout (or an older layout); this
+    one imports whatever ``rerund`` the interpreter finds (``PYTHONPATH`` first), at
+    the same start-up cost as the installed one.
+    """
+    entry = tomllib.loads((BENCH_DIR.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    module, _, function = entry["project"]["scripts"][name].partition(":")
+    script = OUT_DIR / "bin" / name
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(
+        f"#!{PYTHON}\nimport sys\nfrom {module} import {function}\n"
+        f"if __name__ == '__main__':\n    sys.exit({function}())\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script
+
+
+RERUND = _console_script("rerund")
+
 Argv = Sequence[str | Path]
+
+
+class DisagreementError(RuntimeError):
+    """rerund and DataLad (or a check of rerund's own work) disagree: the figures are void."""
+
+
+def require(holds: bool, message: str) -> None:
+    """Raise :class:`DisagreementError` unless ``holds``: a check ``python -O`` cannot strip."""
+    if not holds:
+        raise DisagreementError(message)
 
 
 @dataclass(frozen=True)
@@ -199,6 +232,11 @@ def machine_info() -> dict[str, str]:
         "datalad": _first_line([DATALAD, "--version"]).removeprefix("datalad "),
         "rerund": f"{rerund_version} ({_rerund_commit()})",
     }
+
+
+def rerund_commit() -> str:
+    """The commit of rerund being measured (``-dirty`` when the tree has changes)."""
+    return _rerund_commit()
 
 
 def _rerund_commit() -> str:

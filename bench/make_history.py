@@ -147,7 +147,8 @@ class _Stream:
     """Buffered writer of a ``git fast-import`` stream for branch ``main``."""
 
     def __init__(self, sink: subprocess.Popen[bytes]) -> None:
-        assert sink.stdin is not None
+        if sink.stdin is None:
+            raise ValueError("git fast-import was started without a pipe to its input")
         self._out = sink.stdin
         self._buf = bytearray()
         self._time = START_TIME
@@ -260,7 +261,8 @@ def _generate(
             note = f"notes/{rng.randrange(NOTE_FILES)}.txt"
             stream.commit(f"Edit {note}\n", {note: f"note edit {note_edits}\n".encode()})
 
-    assert all(p.valid == p.depth for p in pipes), "tip must be consistent"
+    if not all(p.valid == p.depth for p in pipes):
+        raise RuntimeError("the generated tip must be consistent: every step current")
     stats.commits = stream.commits
     return stats
 

@@ -1,9 +1,10 @@
 -- wrk script: signed GitHub push deliveries, each with a delivery id of its own.
--- The body and its signature come from the files the benchmark writes:
---   RERUND_BENCH_BODY (the JSON body) and RERUND_BENCH_SIGNATURE (sha256=<hex>).
+-- RERUND_BENCH_BODIES names a file the benchmark writes, one delivery a line:
+--   sha256=<hex signature> TAB <JSON body>
+-- Requests cycle through the lines, so the pushed tip keeps moving.
 local counter = 0
 local thread_number = 0
-local threads = {}
+local deliveries = {}
 
 function setup(thread)
   thread:set("number", thread_number)
@@ -11,17 +12,19 @@ function setup(thread)
 end
 
 function init(args)
-  local body_file = io.open(os.getenv("RERUND_BENCH_BODY"), "rb")
-  wrk.body = body_file:read("*a")
-  body_file:close()
+  for line in io.lines(os.getenv("RERUND_BENCH_BODIES")) do
+    local signature, body = line:match("^([^\t]+)\t(.*)$")
+    deliveries[#deliveries + 1] = { signature = signature, body = body }
+  end
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["X-GitHub-Event"] = "push"
-  wrk.headers["X-Hub-Signature-256"] = os.getenv("RERUND_BENCH_SIGNATURE")
 end
 
 function request()
   counter = counter + 1
+  local delivery = deliveries[(counter - 1) % #deliveries + 1]
   wrk.headers["X-GitHub-Delivery"] = string.format("bench-%d-%d", number, counter)
-  return wrk.format(nil, nil, nil, nil)
+  wrk.headers["X-Hub-Signature-256"] = delivery.signature
+  return wrk.format(nil, nil, nil, delivery.body)
 end

@@ -3,11 +3,24 @@
 # rerund watching it through the post-receive hook, a raw-data fix pushed, and
 # the reruns landing on the branch. Run it from the rerund checkout:
 #   sh docs/quickstart.sh /tmp/lab
-# (tests/test_quickstart.py runs this very file.)
+# The daemon keeps running afterwards, so `rerund jobs --config /tmp/lab/rerund.toml`
+# answers; stop it with `kill $(cat /tmp/lab/rerund.pid)`.
+# (tests/cli/test_quickstart.py runs this very file.)
 set -eu
 lab=${1:?usage: quickstart.sh DIRECTORY}
 port=${RERUND_PORT:-8080}
 rerund=${RERUND:-rerund}
+
+# 0. What the quick start needs, said up front rather than as a bare exit 127.
+need() {
+  echo "quickstart.sh: $1 is missing: $2" >&2
+  exit 127
+}
+command -v git >/dev/null 2>&1 || need git "install it from your distribution"
+git annex version >/dev/null 2>&1 ||
+  need git-annex "apt-get install git-annex (or: python3 -m pip install git-annex)"
+command -v datalad >/dev/null 2>&1 || need datalad "python3 -m pip install -e '.[datalad]'"
+$rerund --version >/dev/null 2>&1 || need rerund "python3 -m pip install -e '.[datalad]'"
 mkdir -p "$lab" && cd "$lab"
 
 # 1. A dataset with a two-step pipeline, recorded with `datalad run`.
@@ -29,19 +42,23 @@ cat > rerund.toml <<TOML
 state_dir = "state"
 [http]
 listen = "127.0.0.1:$port"
-token = "change-me"
 [[repos]]
 name = "lab"
 remote = "lab.git"
 branch = "main"
+trust = "any"   # one user on one machine; a lab sets "signed" or "pushers" (config/rerund.toml)
 TOML
 
 # 3. Install the hook and start the daemon.
 $rerund hooks install lab.git --config rerund.toml
-$rerund serve --config rerund.toml 2> rerund.log &
+$rerund serve --config rerund.toml > rerund.log 2>&1 &
 daemon=$!
-trap 'kill $daemon' EXIT
-until $rerund status --config rerund.toml >/dev/null 2>&1; do sleep 0.2; done
+echo $daemon > rerund.pid
+trap 'kill $daemon' EXIT  # on any failure below, take the daemon down with us
+until $rerund status --config rerund.toml >/dev/null 2>&1; do
+  kill -0 $daemon 2>/dev/null || { cat rerund.log >&2; exit 1; }
+  sleep 0.2
+done
 
 # 4. Someone fixes the raw data and pushes.
 git clone -q lab.git work
@@ -56,3 +73,5 @@ cd ..
 until [ "$(git -C lab.git rev-list --count main)" -ge $((before + 3)) ]; do sleep 0.2; done
 git -C lab.git log --format='%h %s' -3 main
 $rerund jobs --config rerund.toml
+trap - EXIT  # success: the daemon stays up for you to look around
+echo "rerund keeps running (pid $daemon, log $lab/rerund.log); stop it with: kill \$(cat $lab/rerund.pid)"

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Dataset, datalad
+from helpers import Dataset, datalad, git
+from slurm_cluster import SlurmCluster, slurm_cluster
+from yoda import Lab, build_lab
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Lab Member",
@@ -22,6 +24,21 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "Lab Member",
     "GIT_COMMITTER_EMAIL": "member@lab.example",
 }
+
+
+# A test using one of these builds or copies a DataLad dataset, or starts the daemon:
+# seconds, not milliseconds. Marked here so new tests are marked without remembering to.
+SLOW_FIXTURES = frozenset(
+    {"dataset", "pipeline", "annexed_pipeline", "_pipeline_template", "_annex_pipeline_template"}
+    | {"lab", "annex_lab"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses a dataset or daemon fixture."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -101,3 +118,26 @@ def dataset(tmp_path: Path) -> Dataset:
     """An empty text2git dataset."""
     datalad("create", "-c", "text2git", str(tmp_path / "ds"))
     return Dataset(tmp_path / "ds")
+
+
+@pytest.fixture(scope="session")
+def _yoda_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    return build_lab(tmp_path_factory.mktemp("tpl") / "lab")
+
+
+@pytest.fixture
+def yoda(_yoda_template: Lab, tmp_path: Path) -> Lab:
+    """A fresh copy of the YODA lab, its subdatasets' remotes pointing into the copy."""
+    copy = Lab(tmp_path / "lab")
+    shutil.copytree(_yoda_template.root, copy.root, symlinks=True)
+    for sub in ("", "/deep"):
+        installed = copy.ana.path / f"inputs/raw{sub}"
+        git("remote", "set-url", "origin", f"{copy.raw.path}{sub}", cwd=installed)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[SlurmCluster]:
+    """A running single-node Slurm cluster; fails (never skips) when Slurm cannot start."""
+    with slurm_cluster() as cluster:
+        yield cluster

@@ -93,3 +93,22 @@ class Dataset:
 
     def status(self) -> str:
         return self.git("status", "--porcelain")
+
+
+def xz_bomb(mebibytes: int) -> bytes:
+    """A few hundred bytes of xz per MiB of output: concatenated streams of one MiB each."""
+    import lzma  # noqa: PLC0415
+
+    return lzma.compress(b"a" * (1 << 20), preset=9) * mebibytes
+
+
+def commit_sidecar_record(ds: Dataset, sidecar: bytes, summary: str = "sidecar") -> str:
+    """A run record whose JSON lives in the given sidecar file (kept in git, not the annex)."""
+    record_id = "0123456789abcdef0123456789abcdef"
+    path = ds.path / ".datalad" / "runinfo" / record_id
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(sidecar)
+    ds.git("-c", "annex.largefiles=nothing", "add", str(path))
+    ds.git("commit", "-qm", "sidecar")
+    ds.git("reset", "-q", "--soft", "HEAD~1")
+    return ds.commit_record(summary, json.dumps(record_id))

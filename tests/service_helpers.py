@@ -18,6 +18,8 @@ from typing import Any
 
 from helpers import Dataset, git, run
 
+API_TOKEN = "lab-api-token-0123456789"  # noqa: S105 - a test's own token
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -71,6 +73,7 @@ def make_lab(
     annex_remote: bool = False,
     extra: str = "",
     shutdown_timeout_s: int = 20,
+    trust: str | None = "any",
 ) -> Lab:
     """Publish ``template`` to a bare repository and write rerund's settings for it."""
     bare = root / "srv" / "lab.git"
@@ -93,18 +96,22 @@ def make_lab(
         git("fetch", "-q", "origin", cwd=user)
         git("branch", "-q", "--set-upstream-to", "origin/main", cwd=user)
     else:
-        git("push", "-q", str(bare), "HEAD:refs/heads/main", "git-annex", cwd=template.path)
+        annex = ["git-annex"] if template.git("branch", "--list", "git-annex") else []
+        git("push", "-q", str(bare), "HEAD:refs/heads/main", *annex, cwd=template.path)
         git("clone", "-q", str(bare), str(user), cwd=root)
     port = free_port()
     secrets = {"github": "gh-secret", "gitlab": "gl-token", "gitea": "gt-secret"}
+    trust_line = f'trust = "{trust}"\n' if trust else ""
+    trust_line += 'pass_env = ["SLOW_STEP_S", "STEP_MARK"]\n'
     config = root / "rerund.toml"
     config.write_text(
-        f'state_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\ntoken = "api-token"\n'
+        f'state_dir = "state"\n[http]\nlisten = "127.0.0.1:{port}"\ntoken = "{API_TOKEN}"\n'
         "max_body_bytes = 65536\n"
         f"[limits]\nshutdown_timeout_s = {shutdown_timeout_s}\n"
         f'[[repos]]\nname = "lab"\nremote = "{bare}"\nbranch = "main"\n'
         f'github_secret = "{secrets["github"]}"\ngitlab_token = "{secrets["gitlab"]}"\n'
-        f'gitea_secret = "{secrets["gitea"]}"\nwatch = {"true" if watch else "false"}\n{extra}',
+        f'gitea_secret = "{secrets["gitea"]}"\nwatch = {"true" if watch else "false"}\n'
+        f"{trust_line}{extra}",
         encoding="utf-8",
     )
     if hook:
@@ -117,17 +124,21 @@ def rerund_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 class Daemon:
-    """``rerund serve`` as a real process; stderr (JSON log lines) goes to a file."""
+    """``rerund serve`` as a real process; stderr (JSON log lines) goes to a file.
+
+    Each instance writes its own file (``daemon.log``, ``daemon-2.log``, ...), so a
+    restarted daemon's :meth:`events` are its own, never its predecessor's.
+    """
 
     def __init__(self, lab: Lab, env: dict[str, str] | None = None) -> None:
         self.lab = lab
         self.base = f"http://127.0.0.1:{lab.port}"
-        self.log_path = lab.root / "daemon.log"
+        self.log_path = _unused(lab.root / "daemon.log")
         self._env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("xb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "rerund", "serve", "--config", str(self.lab.config)],
                 cwd=self.lab.root,
@@ -159,8 +170,10 @@ class Daemon:
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
 
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path, timeout=10) as response:
+    def get(self, path: str, token: str | None = API_TOKEN) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.base + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
 
@@ -184,3 +197,38 @@ class Daemon:
         """The start-up scan has run its job and nothing is left to do."""
         jobs = self.jobs()
         return bool(jobs) and not any(job["state"] in ("queued", "running") for job in jobs)
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``name-2.ext``, ``name-3.ext``... the first that does not exist yet."""
+    number = 1
+    candidate = path
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
+def push_record(lab: Lab, name: str, cmd: str) -> str:
+    """Push a record running ``cmd`` (never run), then a change of its input: it is stale."""
+    user = lab.user
+    user.git("pull", "-q", "--ff-only", "origin", "main")
+    dsid = user.record(user.record_commit("clean"))["dsid"]
+    user.write(f"attack/{name}.in", "1\n")
+    user.git("add", f"attack/{name}.in")
+    user.git("commit", "-qm", f"input of {name}")
+    record = {
+        "chain": [],
+        "cmd": cmd,
+        "dsid": dsid,
+        "exit": 0,
+        "extra_inputs": [],
+        "inputs": [f"attack/{name}.in"],
+        "outputs": [f"attack/{name}.out"],
+        "pwd": ".",
+    }
+    user.commit_record(name, json.dumps(record, indent=1, sort_keys=True))
+    user.write(f"attack/{name}.in", "2\n")
+    user.git("commit", "-qam", f"change the input of {name}")
+    user.git("push", "-q", "origin", "HEAD:main")
+    return user.head()

@@ -28,7 +28,7 @@ class GitError(RerundError):
     """A git or git-annex invocation failed."""
 
     def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
-        detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {returncode}"
+        detail = _reason(stderr) or f"exit {returncode}"
         super().__init__(f"`{' '.join(args[:3])}` failed: {detail}")
         self.args_run = args
         self.returncode = returncode
@@ -41,6 +41,18 @@ class GitError(RerundError):
         if any(marker in text for marker in _PERMANENT_MARKERS):
             return False  # git adds "could not read from remote" to these too
         return any(marker in text for marker in _TRANSIENT_MARKERS)
+
+
+def _reason(stderr: str) -> str:
+    """git's first ``fatal:``/``error:`` line, else its last line: the cause, not advice.
+
+    git ends many failures with advice ("... and the repository exists.") after
+    the line that names what went wrong.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith(("fatal:", "error:"))), "") or (
+        lines[-1] if lines else ""
+    )
 
 
 _PERMANENT_MARKERS = (
@@ -84,10 +96,19 @@ class InputError(RerundError):
 class StepFailedError(RerundError):
     """A rerun command exited with an unexpected code or ran out of time."""
 
-    def __init__(self, commit: str, message: str, log_path: str | None = None) -> None:
+    def __init__(
+        self,
+        commit: str,
+        message: str,
+        log_path: str | None = None,
+        *,
+        exit_code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.commit = commit
         self.log_path = log_path
+        self.exit_code = exit_code
+        """The command's own exit status when it ran to its end; ``None`` when it was stopped."""
 
 
 class ConfigError(RerundError):
@@ -100,3 +121,7 @@ class PublishError(RerundError):
 
 class StepCancelledError(StepFailedError):
     """A step was stopped because the service is shutting down; its job runs again later."""
+
+
+class StepSupersededError(StepFailedError):
+    """A newer push made the step's job moot; its cluster work was cancelled."""

@@ -156,6 +156,7 @@ def test_report_lists_exactly_the_run_commits(small: Path) -> None:
     assert all(r["run_info"]["cmd"] == mh.STEP_CMD for r in run)
 
 
+@pytest.mark.slow
 def test_rerun_on_tip_reproduces_identically(small: Path) -> None:
     """Replaying every record on the tip executes 12 commands and commits nothing."""
     head = _git(small, "rev-parse", "HEAD").strip()
@@ -169,6 +170,7 @@ def test_rerun_on_tip_reproduces_identically(small: Path) -> None:
     assert _git(small, "status", "--porcelain", "--untracked-files=normal") == ""
 
 
+@pytest.mark.slow
 def test_rerun_from_scratch_rebuilds_same_tree(small: Path) -> None:
     """Replaying onto the first run's parent recreates every output from its own inputs."""
     results = _datalad_json(small, "rerun", "--since=", "--onto=", "--branch=replay")

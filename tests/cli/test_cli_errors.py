@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from helpers import Dataset, datalad, rerund, run
@@ -39,12 +43,12 @@ def test_unknown_revisions_are_refused(pipeline: Dataset) -> None:
 
 
 def test_hanging_command_is_stopped_and_nothing_committed(dataset: Dataset) -> None:
-    """A step over its time limit is killed; nothing is committed, the log says why."""
+    """A step over its time limit is stopped; nothing is committed, the tree is as committed."""
     dataset.write("in.txt", "1\n")
     dataset.save("in")
     datalad("run", "-i", "in.txt", "-o", "out.txt", "cat in.txt > out.txt", cwd=dataset.path)
     record = dataset.record()
-    record["cmd"] = "echo started; sleep 30; cat in.txt > out.txt"
+    record["cmd"] = "echo started; echo partial > out.txt; sleep 30; cat in.txt > out.txt"
     body = json.dumps(record, indent=1, sort_keys=True)
     slow = dataset.commit_record("slow", body)
 
@@ -52,26 +56,35 @@ def test_hanging_command_is_stopped_and_nothing_committed(dataset: Dataset) -> N
 
     assert 1 == done.returncode
     assert f"step {slow[:8]} ran longer than 1.0 s and was stopped" in done.stderr
-    assert slow == dataset.head()
+    assert (slow, "", "1\n") == (dataset.head(), dataset.status(), dataset.read("out.txt"))
     log = dataset.path / ".git" / "rerund" / "logs" / f"{slow[:12]}.log"
-    assert "started\n" in log.read_text() and "killed after 1.0 s" in log.read_text()
+    assert "started\n" in log.read_text() and "stopped after 1.0 s" in log.read_text()
+    assert "partial\n" == (log.with_suffix(".partial") / "out.txt").read_text()
 
 
-def test_failure_keeps_partial_work_and_runs_nothing_downstream(pipeline: Dataset) -> None:
-    """A failing step commits nothing, leaves its partial output, and later steps do not run."""
+def test_failure_restores_the_tree_and_runs_nothing_downstream(pipeline: Dataset) -> None:
+    """A failing step commits nothing, puts the tree back, keeps its partial output by the log."""
+    committed = pipeline.read("work/stats.txt")
     pipeline.write("code/stats.sh", 'echo partial > "$2"; echo broken >&2; exit 4\n')
     change = pipeline.save("break stats")
 
     done = rerund("rerun", cwd=pipeline.path, check=False)
 
     stats = pipeline.record_commit("stats")
-    assert 1 == done.returncode
-    assert f"step {stats[:8]} exited with 4 (recorded: 0)" in done.stderr
-    assert f"not run: {pipeline.record_commit('report')[:8]}" in done.stderr
-    assert change == pipeline.head()
-    assert "partial\n" == pipeline.read("work/stats.txt")
     log = pipeline.path / ".git" / "rerund" / "logs" / f"{stats[:12]}.log"
+    assert 4 == done.returncode  # the command's own status, as `datalad rerun` exits
+    assert f"step {stats[:8]} exited with 4 (recorded: 0)" in done.stderr
+    assert f"see {log}" in done.stderr
+    assert f"not run: {pipeline.record_commit('report')[:8]}" in done.stderr
     assert "broken" in log.read_text()
+    assert ("", committed) == (pipeline.status(), pipeline.read("work/stats.txt"))
+    kept = log.with_suffix(".partial")
+    assert f"its partial outputs are in {kept}" in done.stderr
+    assert "partial\n" == (kept / "work" / "stats.txt").read_text()
+    assert change == pipeline.head()
+    again = rerund("rerun", cwd=pipeline.path, check=False)
+    assert "uncommitted changes" not in again.stderr
+    assert f"step {stats[:8]} exited with 4" in again.stderr
 
 
 def test_record_running_outside_the_dataset_is_refused(dataset: Dataset) -> None:
@@ -131,3 +144,49 @@ def _commit_bypassing_hook(ds: Dataset) -> str:
     ds.git("add", "raw/data.txt")
     ds.git("commit", "-q", "--no-verify", "-m", "fix raw data")
     return ds.head()
+
+
+def test_missing_directory_is_one_clear_line(tmp_path: Path) -> None:
+    """-C naming a directory that does not exist is an error line, not a traceback."""
+    missing = tmp_path / "nonexistent"
+
+    done = rerund("plan", "-C", str(missing), cwd=tmp_path, check=False)
+
+    assert (1, f"rerund: error: {missing} does not exist\n") == (done.returncode, done.stderr)
+
+
+def test_a_reader_that_stops_early_is_not_an_error(pipeline: Dataset) -> None:
+    """`rerund plan | head -1`: the closed pipe ends rerund quietly, with no traceback."""
+    pipeline.write("raw/data.txt", "5\n")
+    pipeline.save("fix")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before rerund writes a byte
+
+    done = subprocess.run(
+        [sys.executable, "-m", "rerund", "plan"],
+        cwd=pipeline.path,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    os.close(write_end)
+
+    assert (141, "") == (done.returncode, done.stderr)
+
+
+def test_port_in_use_is_a_startup_error(tmp_path: Path) -> None:
+    """`serve` on a port someone else holds says so in one line and exits 3."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        done = run(
+            sys.executable, "-m", "rerund", "serve", "--listen", f"127.0.0.1:{port}",
+            cwd=tmp_path, check=False,
+        )  # fmt: skip
+
+    assert 3 == done.returncode
+    expected = f"rerund: error: cannot listen on 127.0.0.1:{port}: address already in use"
+    assert f"{expected} (http.listen)" == done.stderr.splitlines()[-1]

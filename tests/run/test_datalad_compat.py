@@ -302,3 +302,77 @@ def test_26_script_lists_expanded_commands(pipeline: Dataset, tmp_path: Path) ->
     assert head == pipeline.head()
     stdout = rerund("rerun", "--since=", "--script", "-", cwd=pipeline.path).stdout
     assert text.splitlines()[7:] == stdout.splitlines()[7:]
+
+
+def test_22_empty_since_selection_exits_1_in_datalads_words(dataset: Dataset) -> None:
+    """Scenario 22 / issue 14.4: --since selecting no record exits 1; stale mode exits 0."""
+    _datalad_run(dataset, "date +%N > stamp")
+
+    for args in (("rerun", "--since=HEAD"), ("plan", "--since=HEAD")):
+        done = rerund(*args, cwd=dataset.path, check=False)
+        assert 1 == done.returncode
+        assert "No run commits found in range HEAD..master" in done.stderr
+
+    done = rerund("rerun", cwd=dataset.path)
+    assert "nothing is stale" in done.stdout
+
+
+def test_25_run_merge_record_reruns_stacked_on_head(dataset: Dataset) -> None:
+    """Issue 14.1: a command that commits itself is rerun as a new run-merge on HEAD."""
+    original = _datalad_run(
+        dataset, "-m", "M", "echo x >> foo && git add foo && git commit -qm inner"
+    )
+    _datalad_run(dataset, "echo b > b")
+    head = dataset.head()
+
+    rerund("rerun", original, cwd=dataset.path)
+
+    assert [head, f"{head} inner"] == [
+        dataset.git("rev-parse", "HEAD^1"),
+        dataset.git("log", "-1", "--format=%P %s", "HEAD^2"),
+    ]
+    assert ("[DATALAD RUNCMD] M", [original]) == (
+        dataset.git("log", "-1", "--format=%s"),
+        dataset.record()["chain"],
+    )
+    assert ("x\nx\n", "") == (dataset.read("foo"), dataset.status())
+
+
+def test_5_sidecar_goes_where_annex_largefiles_sends_it(dataset: Dataset) -> None:
+    """Issue 14.5: a binary sidecar is annexed in a text2git dataset, as DataLad stores it."""
+    dataset.git("config", "datalad.run.record-sidecar", "true")
+    original = _datalad_run(dataset, "date +%s%N > side.txt")
+    assert "120000" == dataset.git("ls-tree", original, ".datalad/runinfo/").split()[0]
+
+    rerund("rerun", original, cwd=dataset.path)
+
+    added = dataset.git("show", "--format=", "--raw", "HEAD", "--", ".datalad/runinfo/")
+    assert added.split()[1] == "120000"
+
+
+_NO_ANNEX_FILTER = (
+    "-c",
+    "filter.annex.process=",
+    "-c",
+    "filter.annex.smudge=",
+    "-c",
+    "core.hooksPath=/dev/null",
+)
+
+
+def test_24_unlocked_output_holding_its_pointer_gets_its_content(tmp_path: Path) -> None:
+    """An unlocked annexed output checked out as pointer text (as in rerund's clones) is
+    filled in before the command appends to it, and stays annexed and unlocked."""
+    datalad("create", str(tmp_path / "ds"))
+    ds = Dataset(tmp_path / "ds")
+    ds.git("config", "annex.addunlocked", "true")
+    original = _datalad_run(ds, "-o", "out", "echo x >> out")
+    (ds.path / "out").unlink()
+    ds.git(*_NO_ANNEX_FILTER, "checkout", "--", "out")
+    assert ds.read("out").startswith("/annex/objects/")
+
+    rerund("rerun", original, cwd=ds.path)
+
+    assert "x\nx\n" == ds.read("out")
+    assert ds.git("cat-file", "-p", "HEAD:out").startswith("/annex/objects/")
+    assert "" == ds.status()

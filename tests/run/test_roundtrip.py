@@ -87,8 +87,15 @@ def test_since_selects_what_datalad_rerun_since_selects(pipeline: Dataset) -> No
         assert theirs == ours
 
 
-def test_unlocked_input_holding_its_pointer_is_filled_in(annexed_pipeline: Dataset) -> None:
-    """An unlocked annexed input still holding pointer text (content present) is filled in."""
+def test_unlocked_input_checked_out_as_its_pointer_is_read_with_its_content(
+    annexed_pipeline: Dataset,
+) -> None:
+    """An unlocked input checked out as pointer text (content present) is read as its content.
+
+    In a user's clone git-annex's filter fills the file in on the way (a `git status`
+    suffices); tests/service/test_annex_inputs.py covers the daemon's filter-less
+    clones, where only rerund's own fill-in does.
+    """
     ds = annexed_pipeline
     run("git", "annex", "unlock", "raw/data.txt", cwd=ds.path)
     ds.write("raw/data.txt", "5\n4\n")

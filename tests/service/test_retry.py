@@ -25,6 +25,7 @@ def test_transient_failures_are_retried_until_success() -> None:
     assert 3 == len(calls)
 
 
+@pytest.mark.slow
 def test_permanent_failures_and_exhausted_retries_raise(tmp_path: Path) -> None:
     """A real git error that is not transient fails once; a transient one stops after ATTEMPTS."""
     repo = GitRepo(tmp_path)

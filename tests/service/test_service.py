@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from forge_signing import forge_headers
 from helpers import Dataset, git, run
-from rerund.triggers.webhooks import sign
-from service_helpers import Daemon, Lab, free_port, make_lab, wait_for
+from service_helpers import API_TOKEN, Daemon, Lab, free_port, make_lab, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 RERUNS = ["[DATALAD RUNCMD] clean", "[DATALAD RUNCMD] stats", "[DATALAD RUNCMD] report"]
+
+pytestmark = pytest.mark.slow  # every test here starts `rerund serve`
 
 
 @pytest.fixture
@@ -50,6 +52,7 @@ def test_push_through_the_hook_lands_three_reruns(lab: Lab) -> None:
         wait_for(lambda: _landed(lab, fix), what="the reruns to land")
 
         _assert_reruns_correct(lab, fix)
+        wait_for(daemon.idle, what="the job to record its end")  # it lands, then finishes
         jobs_after = daemon.jobs()
         tip = lab.tip()
         time.sleep(1.0)  # rerund's own push and the duplicate notifications must create nothing
@@ -121,7 +124,7 @@ def test_signed_webhook_delivery_lands_reruns(
         before = lab.tip()
         fix = lab.push_fix()
         body = BODIES[provider](fix, before)
-        signature = sign(provider, body, lab.secrets[provider])
+        signature = forge_headers(provider, body, lab.secrets[provider])
         headers = {"Content-Type": "application/json", **signature}
 
         status, answer = daemon.post(f"/hooks/{provider}/lab", body, headers)
@@ -159,8 +162,8 @@ def test_bad_deliveries_are_refused_and_change_nothing(lab: Lab) -> None:
         wait_for(daemon.scanned, what="the start-up scan to finish")
         stored = daemon.get("/healthz")["jobs"]
         body = _github_body("a" * 40, lab.tip())
-        signed = sign("github", body, lab.secrets["github"])
-        forged = sign("github", body, "not-the-secret")
+        signed = forge_headers("github", body, lab.secrets["github"])
+        forged = forge_headers("github", body, "not-the-secret")
         unsigned = {k: v for k, v in signed.items() if k.lower() != "x-hub-signature-256"}
         cases = [
             ("/hooks/github/lab", body, forged, 403),
@@ -171,8 +174,18 @@ def test_bad_deliveries_are_refused_and_change_nothing(lab: Lab) -> None:
                 {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "x"},
                 403,
             ),
-            ("/hooks/github/lab", b"{not json", sign("github", b"{not json", "gh-secret"), 400),
-            ("/hooks/github/lab", b"x" * 70000, sign("github", b"x" * 70000, "gh-secret"), 413),
+            (
+                "/hooks/github/lab",
+                b"{not json",
+                forge_headers("github", b"{not json", "gh-secret"),
+                400,
+            ),
+            (
+                "/hooks/github/lab",
+                b"x" * 70000,
+                forge_headers("github", b"x" * 70000, "gh-secret"),
+                413,
+            ),
             ("/hooks/github/elsewhere", body, signed, 404),
             ("/hooks/bitbucket/lab", body, signed, 404),
         ]
@@ -222,6 +235,9 @@ def test_push_during_a_plan_is_kept_and_the_plan_redone(lab: Lab) -> None:
         theirs = lab.user.head()
 
         wait_for(lambda: RERUNS == lab.subjects_since(theirs), timeout_s=90, what="reruns on top")
+        wait_for(daemon.idle, what="the queue to drain")
+        # The job re-planned on the moved branch; no job failed and left it to the next one.
+        assert "failed" not in {job["state"] for job in daemon.jobs()}
 
         assert "" == git("merge-base", "--is-ancestor", theirs, "main", cwd=lab.bare)
         assert ["fix raw data", "a note from a person", *RERUNS] == lab.subjects_since(f"{fix}~1")
@@ -275,11 +291,13 @@ def test_api_trigger_needs_the_token_and_plan_and_metrics_answer(lab: Lab) -> No
         assert 401 == daemon.post("/api/repos/lab/trigger", b"", {})[0]
         assert 403 == daemon.post("/api/repos/lab/trigger", b"", {"Authorization": "Bearer no"})[0]
         status, answer = daemon.post(
-            "/api/repos/lab/trigger", b"", {"Authorization": "Bearer api-token"}
+            "/api/repos/lab/trigger", b"", {"Authorization": f"Bearer {API_TOKEN}"}
         )
         assert (202, "queued") == (status, answer["outcome"])
         wait_for(daemon.idle, what="the triggered job")
-        assert {"head": lab.tip(), "steps": [], "notices": []} == daemon.get("/api/repos/lab/plan")
+        assert {"head": lab.tip(), "steps": [], "notices": [], "undecided": []} == daemon.get(
+            "/api/repos/lab/plan"
+        )
         metrics = daemon.get("/metrics")
         assert 'rerund_jobs_finished_total{state="succeeded"}' in metrics
         assert "rerund_push_events_total" in metrics
@@ -406,10 +424,16 @@ def test_sigterm_mid_step_requeues_the_job_within_the_deadline(
     assert time.monotonic() - started < 15
     assert fix == lab.tip()
 
+    assert any(e["event"] == "job requeued" for e in daemon.events())
     restarted = Daemon(lab).start()
     try:
         wait_for(lambda: _landed(lab, fix), timeout_s=90, what="the requeued job to finish")
-        assert any(e["event"] == "job requeued" for e in restarted.events())
+        finished = wait_for(
+            lambda: [e for e in restarted.events() if e["event"] == "job finished"],
+            what="the restarted daemon to log the job's end",
+        )
+        assert ["succeeded"] == [e["outcome"] for e in finished]
+        assert not any(e["event"] == "job requeued" for e in restarted.events())
     finally:
         restarted.stop()
 
@@ -422,7 +446,7 @@ def test_identical_reproduction_is_published_as_a_note_and_not_rerun_again(lab: 
         fix = lab.push_fix("# measured again, same values\n3\n1\n2\n")
         wait_for(lambda: len(daemon.jobs()) == 2 and daemon.idle(), what="the identical reruns")
         job = daemon.get(f"/api/jobs/{daemon.jobs()[0]['id']}")
-        assert ["identical"] * 3 == [step["state"] for step in job["steps"]]
+        assert ["identical", "cut-off", "cut-off"] == [step["state"] for step in job["steps"]]
         assert fix == lab.tip()
         notes = git("notes", "--ref=refs/notes/rerund", "list", cwd=lab.bare).splitlines()
         assert 3 == len(notes)

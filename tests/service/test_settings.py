@@ -52,6 +52,32 @@ def test_bad_settings_are_refused_naming_the_key(tmp_path: Path, text: str, mess
         load(path)
 
 
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("change-me", "http.token is a placeholder"),
+        ("please-CHANGE_ME-before-use", "http.token is a placeholder"),
+        ("your-token-goes-here-now", "http.token is a placeholder"),
+        ("short-but-real", "http.token must be at least 16 characters long"),
+    ],
+)
+def test_guessable_api_tokens_are_refused(tmp_path: Path, token: str, message: str) -> None:
+    """A placeholder token, or one under 16 characters, stops the daemon from starting."""
+    path = tmp_path / "rerund.toml"
+    path.write_text(f"[http]\ntoken = '{token}'\n")
+    with pytest.raises(ConfigError, match=message):
+        load(path)
+
+
+def test_shipped_settings_carry_no_token(tmp_path: Path) -> None:
+    """The shipped file has no active token (one in a repository is public); a real one loads."""
+    assert None is load(SHIPPED).api_token
+    (tmp_path / "token").write_text("Zq3n8vYt2LkWc0pRx7Hs\n")
+    path = tmp_path / "rerund.toml"
+    path.write_text("[http]\ntoken_file = 'token'\n")
+    assert "Zq3n8vYt2LkWc0pRx7Hs" == load(path).api_token
+
+
 def test_secret_files_and_relative_paths_resolve_beside_the_settings(tmp_path: Path) -> None:
     """*_file secrets are read (stripped); relative paths are relative to the settings file."""
     (tmp_path / "gh").write_text("from-a-file\n")
@@ -82,3 +108,29 @@ def test_repos_dir_serves_every_bare_repository_below_it(tmp_path: Path) -> None
     assert [("a", "/elsewhere/a.git"), ("group/b", str(tmp_path / "srv" / "group" / "b.git"))] == [
         (repo.name, repo.remote) for repo in repos
     ]
+
+
+def test_subdataset_sources_and_follow_subdatasets_are_read(tmp_path: Path) -> None:
+    """[subdataset_sources] paths resolve beside the file; follow_subdatasets defaults to true."""
+    path = tmp_path / "rerund.toml"
+    path.write_text(
+        "[subdataset_sources]\n'abc-id' = 'srv/raw.git'\n'https://x.org/raw' = '/m/raw.git'\n"
+        "[[repos]]\nname = 'a'\nremote = '/srv/a.git'\n"
+        "[[repos]]\nname = 'b'\nremote = '/srv/b.git'\nfollow_subdatasets = false\n"
+    )
+
+    settings = load(path)
+
+    assert {"abc-id": str(tmp_path / "srv/raw.git"), "https://x.org/raw": "/m/raw.git"} == dict(
+        settings.subdataset_sources
+    )
+    assert [True, False] == [repo.follow_subdatasets for repo in settings.repos]
+
+
+def test_a_subdataset_source_must_be_a_path(tmp_path: Path) -> None:
+    """A source that is not a string is refused, naming the key."""
+    path = tmp_path / "rerund.toml"
+    path.write_text("[subdataset_sources]\n'abc-id' = 3\n")
+
+    with pytest.raises(ConfigError, match=r"subdataset_sources\.abc-id must be a path"):
+        load(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rerund.service.store import Notification, Store
@@ -69,3 +70,47 @@ def test_own_push_and_handled_tips_create_no_job(tmp_path: Path) -> None:
     forced = store.record_event(Notification("lab", "main", C, C, "manual", force=True), now=5.0)
 
     assert ("own-push", "queued") == (own.outcome, forced.outcome)
+
+
+def test_old_events_are_pruned(tmp_path: Path) -> None:
+    """Notifications older than the cut-off are deleted; newer ones and their ids stay."""
+    store = Store(tmp_path / "rerund.sqlite")
+    for number, received_at in enumerate((10.0, 20.0, 30.0)):
+        note = Notification("lab", "main", "0" * 40, f"{number + 1:040d}", "hook", f"d{number}")
+        store.record_event(note, now=received_at)
+    assert 2 == store.prune_events(before=25.0)
+    assert (0, 1) == (store.event_count("d0"), store.event_count("d2"))
+    store.close()
+
+
+def test_a_renewed_lease_keeps_its_job_running(tmp_path: Path) -> None:
+    """Renewing extends the lease from the time of the write: no second attempt starts."""
+    store = _store(tmp_path)
+    store.record_event(Notification("lab", "main", A, B, "hook"), now=1.0)
+    start = time.time()
+    claimed = store.claim(now=start - 4.0, lease_s=5.0, max_attempts=3)  # good until start + 1
+    assert claimed is not None
+    assert store.renew(claimed, lease_s=5.0)  # good until at least start + 5
+
+    assert None is store.claim(now=start + 4.0, lease_s=5.0, max_attempts=3)
+    job = store.job(claimed.id)
+    assert job is not None and ("running", 1) == (job.state, job.attempts)
+    again = store.claim(now=time.time() + 6.0, lease_s=5.0, max_attempts=3)  # ran out unrenewed
+    assert again is not None and (claimed.id, 2) == (again.id, again.attempts)
+
+
+def test_a_job_whose_lease_ran_out_on_every_attempt_fails(tmp_path: Path) -> None:
+    """After max_attempts expired leases the job is failed, not offered again."""
+    store = _store(tmp_path)
+    store.record_event(Notification("lab", "main", A, B, "hook"), now=1.0)
+    first = store.claim(now=10.0, lease_s=5.0, max_attempts=2)
+    second = store.claim(now=16.0, lease_s=5.0, max_attempts=2)
+    assert first is not None and second is not None and 2 == second.attempts
+
+    assert None is store.claim(now=22.0, lease_s=5.0, max_attempts=2)
+    job = store.job(first.id)
+    assert job is not None
+    assert ("failed", "lease expired too often", 2) == (job.state, job.error, job.attempts)
+    # The branch's next push is new work, not blocked by the failed job.
+    later = store.record_event(Notification("lab", "main", B, C, "hook"), now=23.0)
+    assert "queued" == later.outcome

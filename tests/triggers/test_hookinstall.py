@@ -59,7 +59,9 @@ def test_hook_is_fast_and_harmless_without_a_spool(tmp_path: Path) -> None:
 
     assert 0 == done.returncode
     spooled = list((tmp_path / "state" / "spool").glob("*.push"))
-    assert [f"repo {bare.resolve()}\n{line}"] == [path.read_text() for path in spooled]
+    pusher = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout
+    expected = f"repo {bare.resolve()}\npusher {pusher.strip()}\n{line}"
+    assert [expected] == [path.read_text() for path in spooled]
     assert elapsed < 0.5
     run("rm", "-rf", str(tmp_path / "state"))
     assert 0 == subprocess.run([str(hook)], cwd=bare, input=line, text=True, check=False).returncode

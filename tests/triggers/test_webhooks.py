@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forge_signing import forge_headers, hex_hmac_sha256
 from rerund.errors import ConfigError
 from rerund.triggers.webhooks import (
     MAX_BODY_BYTES,
@@ -110,7 +111,7 @@ def push_body(provider: Provider, **changes: Any) -> bytes:
 
 def receive(provider: Provider, body: bytes, **sign_options: Any) -> PushEvent:
     """Sign a push as the forge would, then verify and parse it as the daemon does."""
-    return receive_with(provider, body, sign(provider, body, SECRET, **sign_options))
+    return receive_with(provider, body, forge_headers(provider, body, SECRET, **sign_options))
 
 
 def receive_with(provider: Provider, body: bytes, headers: dict[str, str]) -> PushEvent:
@@ -135,7 +136,7 @@ def refusal(provider: Provider, headers: dict[str, str], body: bytes) -> Webhook
 def test_github_new_branch_fixture_parses() -> None:
     """GitHub's example push creating a branch parses, with created set and before all zeros."""
     body = fixture("github-push-new-branch.json")
-    headers = sign("github", body, SECRET)
+    headers = forge_headers("github", body, SECRET)
 
     event = receive_with("github", body, headers)
 
@@ -146,6 +147,7 @@ def test_github_new_branch_fixture_parses() -> None:
         before=ZEROS,
         after="6113728f27ae82c7b1a177c8d03f9e96e0adf246",
         repository="Codertocat/Hello-World",
+        pusher="Codertocat",
     )
     assert expected == event
     assert (True, False, "master") == (event.created, event.deleted, event.branch)
@@ -165,7 +167,7 @@ def test_github_unix_timestamps_do_not_disturb_parsing() -> None:
 def test_gitea_fixture_parses() -> None:
     """Gitea's older push shape (compare_url, no head_commit) parses."""
     body = fixture("gitea-push.json")
-    headers = sign("gitea", body, SECRET)
+    headers = forge_headers("gitea", body, SECRET)
 
     event = receive_with("gitea", body, headers)
 
@@ -176,6 +178,7 @@ def test_gitea_fixture_parses() -> None:
         before="9836a96a253cce25d17988fcf41b8c4205cf779f",
         after="4522cbcefc20728a5b72b3a86af35e608622c514",
         repository="gogits/hello-world",
+        pusher="unknwon",
     )
     assert expected == event
     assert (False, False) == (event.created, event.deleted)
@@ -184,7 +187,7 @@ def test_gitea_fixture_parses() -> None:
 def test_forgejo_reads_the_gitea_shape() -> None:
     """Forgejo sends Gitea's body under its own header names and is read the same way."""
     body = fixture("gitea-push.json")
-    headers = sign("forgejo", body, SECRET)
+    headers = forge_headers("forgejo", body, SECRET)
 
     event = receive_with("forgejo", body, headers)
 
@@ -198,7 +201,7 @@ def test_forgejo_reads_the_gitea_shape() -> None:
 def test_gitlab_push_parses() -> None:
     """A GitLab push body names the project by path_with_namespace; Idempotency-Key is its id."""
     body = push_body("gitlab")
-    headers = sign("gitlab", body, SECRET)
+    headers = forge_headers("gitlab", body, SECRET)
 
     event = receive_with("gitlab", body, headers)
 
@@ -216,7 +219,7 @@ def test_gitlab_push_parses() -> None:
 def test_gitlab_delivery_id_falls_back_to_event_uuid() -> None:
     """Before GitLab 17.4 there is no Idempotency-Key, so X-Gitlab-Event-UUID identifies it."""
     body = push_body("gitlab")
-    headers = sign("gitlab", body, SECRET)
+    headers = forge_headers("gitlab", body, SECRET)
     del headers["Idempotency-Key"]
 
     event = receive_with("gitlab", body, headers)
@@ -250,7 +253,7 @@ def test_gitlab_system_hook_push_parses() -> None:
 def test_gitlab_system_hook_other_events_are_ignored() -> None:
     """A system hook about something other than a push is acknowledged and ignored."""
     body = json.dumps({"event_name": "project_create", "path_with_namespace": "a/b"}).encode()
-    headers = sign("gitlab", body, SECRET, event="System Hook")
+    headers = forge_headers("gitlab", body, SECRET, event="System Hook")
 
     verify("gitlab", headers, body, SECRET)
 
@@ -262,7 +265,7 @@ def test_gitlab_object_kind_must_match_event_header() -> None:
     """A Push Hook whose body says it is something else is refused as malformed."""
     body = push_body("gitlab", object_kind="merge_request")
 
-    error = refusal("gitlab", sign("gitlab", body, SECRET), body)
+    error = refusal("gitlab", forge_headers("gitlab", body, SECRET), body)
 
     assert 400 == error.status
     assert "object_kind" in str(error)
@@ -271,9 +274,82 @@ def test_gitlab_object_kind_must_match_event_header() -> None:
 def test_gitlab_token_does_not_cover_the_body() -> None:
     """GitLab's plain token authenticates the sender only: an altered body still verifies."""
     body = push_body("gitlab")
-    headers = sign("gitlab", body, SECRET)
+    headers = forge_headers("gitlab", body, SECRET)
 
     verify("gitlab", headers, body.replace(b"master", b"other!"), SECRET)
+
+
+# -- the forges' published test vectors ---------------------------------------
+
+# GitHub's "Validating webhook deliveries" page: this secret and payload give this header.
+GITHUB_VECTOR = (
+    "It's a Secret to Everybody",
+    b"Hello, World!",
+    "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+)
+# Gitea and Forgejo publish no vector of their own; their header is the bare hex
+# HMAC-SHA256 (Gitea's services/webhook/deliver.go), so GitHub's digest and RFC 4231's
+# test case 2 for HMAC-SHA256 pin it.
+HEX_VECTORS = [
+    (GITHUB_VECTOR[0], GITHUB_VECTOR[1], GITHUB_VECTOR[2].removeprefix("sha256=")),
+    (
+        "Jefe",
+        b"what do ya want for nothing?",
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    ),
+]
+
+
+def test_the_tests_signer_reproduces_the_published_vectors() -> None:
+    """The tests' own signer (hmac, not rerund) gives the published digests."""
+    assert [digest for *_, digest in HEX_VECTORS] == [
+        hex_hmac_sha256(secret, body) for secret, body, _ in HEX_VECTORS
+    ]
+
+
+def test_github_published_vector_verifies_and_is_what_sign_writes() -> None:
+    """GitHub's documented X-Hub-Signature-256 passes verify(); sign() writes that very value."""
+    secret, body, header = GITHUB_VECTOR
+
+    verify("github", {"X-Hub-Signature-256": header}, body, secret)
+
+    assert header == sign("github", body, secret)["X-Hub-Signature-256"]
+    with pytest.raises(WebhookError):
+        verify("github", {"X-Hub-Signature-256": header}, body + b"\n", secret)
+
+
+@pytest.mark.parametrize("provider", ["gitea", "forgejo"])
+@pytest.mark.parametrize(("secret", "body", "digest"), HEX_VECTORS)
+def test_gitea_and_forgejo_verify_the_published_digests(
+    provider: Provider, secret: str, body: bytes, digest: str
+) -> None:
+    """The published HMAC-SHA256 digests, as bare hex, pass verify(); sign() writes them."""
+    header = SIGNATURE_HEADER[provider]
+
+    verify(provider, {header: digest}, body, secret)
+
+    assert digest == sign(provider, body, secret)[header]
+
+
+def test_gitlab_token_is_the_secret_verbatim() -> None:
+    """GitLab sends the configured secret itself as X-Gitlab-Token; anything else is 403."""
+    secret, body, _ = GITHUB_VECTOR
+
+    verify("gitlab", {"X-Gitlab-Token": secret}, body, secret)
+
+    assert secret == sign("gitlab", body, secret)["X-Gitlab-Token"]
+    with pytest.raises(WebhookError) as info:
+        verify("gitlab", {"X-Gitlab-Token": secret.upper()}, body, secret)
+    assert 403 == info.value.status
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_sign_matches_an_independent_signer(provider: Provider) -> None:
+    """rerund's sign() (used by the benchmark) agrees with the tests' hmac-based signer."""
+    body = push_body(provider)
+    header = SIGNATURE_HEADER[provider]
+
+    assert forge_headers(provider, body, SECRET)[header] == sign(provider, body, SECRET)[header]
 
 
 # -- signatures ---------------------------------------------------------------
@@ -281,10 +357,10 @@ def test_gitlab_token_does_not_cover_the_body() -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_signed_delivery_verifies(provider: Provider) -> None:
-    """What sign() produces passes verify() for every provider."""
+    """What forge_headers() produces passes verify() for every provider."""
     body = push_body(provider)
 
-    verify(provider, sign(provider, body, SECRET), body, SECRET)
+    verify(provider, forge_headers(provider, body, SECRET), body, SECRET)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -292,7 +368,7 @@ def test_wrong_secret_is_forbidden(provider: Provider) -> None:
     """A delivery signed with another secret is answered 403."""
     body = push_body(provider)
 
-    error = refusal(provider, sign(provider, body, "not the secret"), body)
+    error = refusal(provider, forge_headers(provider, body, "not the secret"), body)
 
     assert 403 == error.status
 
@@ -303,7 +379,7 @@ def test_missing_signature_is_unauthorized(provider: Provider) -> None:
     body = push_body(provider)
     headers = {
         name: value
-        for name, value in sign(provider, body, SECRET).items()
+        for name, value in forge_headers(provider, body, SECRET).items()
         if "signature" not in name.lower() and "token" not in name.lower()
     }
 
@@ -317,7 +393,7 @@ def test_missing_signature_is_unauthorized(provider: Provider) -> None:
 def test_empty_signature_is_unauthorized(provider: Provider) -> None:
     """An empty signature header (Gitea sends one when no secret is set) counts as missing."""
     body = push_body(provider)
-    headers = sign(provider, body, SECRET)
+    headers = forge_headers(provider, body, SECRET)
     for name in list(headers):
         if "signature" in name.lower() or "token" in name.lower():
             headers[name] = ""
@@ -329,7 +405,7 @@ def test_empty_signature_is_unauthorized(provider: Provider) -> None:
 def test_tampered_body_is_forbidden(provider: Provider) -> None:
     """Changing the body after signing makes the HMAC signature fail with 403."""
     body = push_body(provider)
-    headers = sign(provider, body, SECRET)
+    headers = forge_headers(provider, body, SECRET)
 
     error = refusal(provider, headers, body.replace(b"refs/heads/main", b"refs/heads/evil"))
 
@@ -339,7 +415,7 @@ def test_tampered_body_is_forbidden(provider: Provider) -> None:
 def test_github_signature_needs_its_prefix() -> None:
     """GitHub's header must read sha256=<hex>; the bare digest is refused."""
     body = push_body("github")
-    headers = sign("github", body, SECRET)
+    headers = forge_headers("github", body, SECRET)
     headers["X-Hub-Signature-256"] = headers["X-Hub-Signature-256"].removeprefix("sha256=")
 
     error = refusal("github", headers, body)
@@ -351,7 +427,7 @@ def test_github_signature_needs_its_prefix() -> None:
 def test_gitea_signature_is_bare_hex() -> None:
     """Gitea's X-Gitea-Signature is the bare hex digest; a sha256= prefix does not match."""
     body = push_body("gitea")
-    headers = sign("gitea", body, SECRET)
+    headers = forge_headers("gitea", body, SECRET)
     assert 64 == len(headers["X-Gitea-Signature"])
     headers["X-Gitea-Signature"] = "sha256=" + headers["X-Gitea-Signature"]
 
@@ -363,7 +439,7 @@ def test_forgejo_falls_back_to_the_gitea_signature() -> None:
     body = push_body("forgejo")
     headers = {
         name: value
-        for name, value in sign("forgejo", body, SECRET).items()
+        for name, value in forge_headers("forgejo", body, SECRET).items()
         if not name.startswith("X-Forgejo-")
     }
 
@@ -375,7 +451,7 @@ def test_forgejo_falls_back_to_the_gitea_signature() -> None:
 def test_bad_forgejo_signature_is_not_rescued_by_gitea_one() -> None:
     """When X-Forgejo-Signature is present it is the one that must hold."""
     body = push_body("forgejo")
-    headers = sign("forgejo", body, SECRET)
+    headers = forge_headers("forgejo", body, SECRET)
     headers["X-Forgejo-Signature"] = "0" * 64
 
     assert 403 == refusal("forgejo", headers, body).status
@@ -385,7 +461,7 @@ def test_bad_forgejo_signature_is_not_rescued_by_gitea_one() -> None:
 def test_header_names_are_case_insensitive(fold: Any) -> None:
     """Headers are found whatever the case of their names."""
     body = push_body("github")
-    headers = {fold(name): value for name, value in sign("github", body, SECRET).items()}
+    headers = {fold(name): value for name, value in forge_headers("github", body, SECRET).items()}
 
     event = receive_with("github", body, headers)
 
@@ -397,14 +473,14 @@ def test_empty_secret_is_a_configuration_error() -> None:
     body = push_body("github")
 
     with pytest.raises(ConfigError):
-        verify("github", sign("github", body, ""), body, "")
+        verify("github", forge_headers("github", body, ""), body, "")
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_oversized_body_is_refused(provider: Provider) -> None:
     """A body over the limit is answered 413 before any hashing or parsing."""
     body = push_body(provider)
-    headers = sign(provider, body, SECRET)
+    headers = forge_headers(provider, body, SECRET)
 
     with pytest.raises(WebhookError) as verifying:
         verify(provider, headers, body, SECRET, max_bytes=len(body) - 1)
@@ -420,7 +496,7 @@ def test_oversized_body_is_refused(provider: Provider) -> None:
 def test_github_ping() -> None:
     """GitHub's ping is answered as a ping, carrying its delivery id."""
     body = json.dumps({"zen": "Design for failure.", "hook_id": 1}).encode()
-    headers = sign("github", body, SECRET, event="ping")
+    headers = forge_headers("github", body, SECRET, event="ping")
 
     verify("github", headers, body, SECRET)
 
@@ -439,7 +515,7 @@ def test_github_ping() -> None:
 def test_other_events_are_ignored(provider: Provider, event: str, delivery_header: str) -> None:
     """Verified deliveries about anything but a push are acknowledged and not acted on."""
     body = b'{"action": "opened"}'
-    headers = sign(provider, body, SECRET, event=event)
+    headers = forge_headers(provider, body, SECRET, event=event)
 
     verify(provider, headers, body, SECRET)
 
@@ -452,7 +528,7 @@ def test_missing_event_header_is_malformed(provider: Provider) -> None:
     body = push_body(provider)
     headers = {
         name: value
-        for name, value in sign(provider, body, SECRET).items()
+        for name, value in forge_headers(provider, body, SECRET).items()
         if not name.lower().endswith(("-event", "-event-type"))
     }
 
@@ -502,7 +578,7 @@ def test_uppercase_commit_ids_are_normalised() -> None:
 def test_form_encoded_github_delivery_parses() -> None:
     """GitHub's form content type (payload=<url-encoded JSON>) parses like JSON."""
     body = urlencode({"payload": push_body("github").decode()}).encode()
-    headers = sign("github", body, SECRET)
+    headers = forge_headers("github", body, SECRET)
     headers["Content-Type"] = "application/x-www-form-urlencoded"
 
     event = receive_with("github", body, headers)
@@ -529,7 +605,7 @@ def test_form_encoded_github_delivery_parses() -> None:
 )
 def test_broken_bodies_are_malformed(body: bytes, complaint: str) -> None:
     """Bodies that are not a UTF-8 JSON object get a 400 saying what is wrong."""
-    error = refusal("github", sign("github", body, SECRET), body)
+    error = refusal("github", forge_headers("github", body, SECRET), body)
 
     assert 400 == error.status
     assert complaint in str(error)
@@ -556,7 +632,7 @@ def test_bad_fields_are_malformed(provider: Provider, changes: dict[str, Any], f
     """Missing or ill-typed ref, commit ids or repository get a 400 naming the field."""
     body = push_body(provider, **changes)
 
-    error = refusal(provider, sign(provider, body, SECRET), body)
+    error = refusal(provider, forge_headers(provider, body, SECRET), body)
 
     assert 400 == error.status
     assert field in str(error)
@@ -571,7 +647,7 @@ def test_refs_must_be_full_valid_names(ref: str) -> None:
     """A ref that git would not accept under refs/ is refused with 400."""
     body = push_body("github", ref=ref)
 
-    error = refusal("github", sign("github", body, SECRET), body)
+    error = refusal("github", forge_headers("github", body, SECRET), body)
 
     assert 400 == error.status
     assert "'ref'" in str(error)
@@ -605,8 +681,8 @@ def test_provider_names() -> None:
 def test_signatures_reject_any_changed_byte(
     provider: Provider, body: bytes, secret: str, data: st.DataObject
 ) -> None:
-    """verify(sign(body)) accepts, and changing any one byte of the body is refused with 403."""
-    headers = sign(provider, body, secret)
+    """A signed body verifies, and changing any one byte of it is refused with 403."""
+    headers = forge_headers(provider, body, secret)
     verify(provider, headers, body, secret)
     position = data.draw(st.integers(0, len(body) - 1), label="position")
     flip = data.draw(st.integers(1, 255), label="flip")

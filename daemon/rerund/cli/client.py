@@ -27,16 +27,43 @@ def get_json(base_url: str, path: str) -> dict[str, Any]:
 def format_jobs(jobs: list[dict[str, Any]]) -> str:
     if not jobs:
         return "no jobs"
-    lines = [f"{'job':>5}  {'state':<10} {'repo':<20} {'branch':<12} target    error"]
+    lines = [f"{'job':>5}  {'state':<10} {'repo':<20} {'branch':<12} target    outcome"]
     for job in jobs:
         lines.append(
             f"{job['id']:>5}  {job['state']:<10} {job['repo'][:20]:<20} {job['branch'][:12]:<12}"
-            f" {job['target'][:8]}  {job['error'] or ''}"
+            f" {job['target'][:8]}  {_outcome(job)}"
         )
     return "\n".join(lines)
 
 
+def _outcome(job: dict[str, Any]) -> str:
+    """What became of a job's work: the commit it published, the side ref, the error."""
+    parts = []
+    if job.get("cause"):
+        parts.append(f"caused by a push to {job['cause']}")
+    if job.get("published"):
+        parts.append(f"published {job['published'][:8]}")
+    if job.get("side_ref"):
+        parts.append(f"finished steps kept on {job['side_ref']}")
+    if job.get("error"):
+        parts.append(str(job["error"]))
+    parts.extend(_slurm(entry) for entry in job.get("slurm") or [])
+    return "; ".join(parts)
+
+
+def _slurm(entry: dict[str, Any]) -> str:
+    """One step's Slurm job: ``step 1: slurm 42 RUNNING on node7, queued 3.1 s``."""
+    text = f"step {entry['position']}: slurm {entry.get('slurm_id') or '-'} {entry['state']}"
+    if entry.get("node"):
+        text += f" on {entry['node']}"
+    if entry.get("queue_wait_s") is not None:
+        text += f", queued {entry['queue_wait_s']:.1f} s"
+    return text
+
+
 def format_status(health: dict[str, Any]) -> str:
-    jobs = health.get("jobs", {})
-    summary = ", ".join(f"{state} {count}" for state, count in sorted(jobs.items()))
-    return f"rerund {health.get('version', '?')}: {health.get('status', '?')} ({summary})"
+    counts = dict(health.get("jobs", {}))
+    events = counts.pop("events", None)  # the daemon counts stored events alongside jobs
+    jobs = ", ".join(f"{state} {count}" for state, count in sorted(counts.items())) or "none"
+    tail = f"; {events} push event(s) received" if events is not None else ""
+    return f"rerund {health.get('version', '?')}: {health.get('status', '?')} (jobs: {jobs}{tail})"

@@ -32,11 +32,16 @@ class DatasetConfig:
     drift: DriftPolicy
     only_annex_hooks: bool
     """No commit hook but git-annex's own pre-commit (so reruns may commit without hooks)."""
+    reuse: bool = True
+    """``git config rerund.reuse false``: never restore results from history (issue 10)."""
 
     @classmethod
     def read(cls, repo: GitRepo) -> DatasetConfig:
         values: dict[str, list[str]] = {}
-        out = repo.run("config", "-z", "--list", check=False).decode("utf-8", "replace")
+        # DataLad reads the committed .datalad/config ("branch" scope) under git's own.
+        out = _committed_config(repo) + repo.run("config", "-z", "--list", check=False).decode(
+            "utf-8", "replace"
+        )
         for entry in out.split("\0"):
             key, _, value = entry.partition("\n")
             if key:
@@ -61,7 +66,22 @@ class DatasetConfig:
             implicit_inputs=last("rerund.implicit-inputs", "true").lower() not in _FALSE,
             drift="report" if drift == "report" else "rerun",
             only_annex_hooks=_only_annex_hooks(repo),
+            reuse=last("rerund.reuse", "true").lower() not in _FALSE,
         )
+
+
+def _committed_config(repo: GitRepo) -> str:
+    """The ``datalad.*`` settings of the dataset's committed ``.datalad/config``, as
+    ``git config -z --list`` entries (with a trailing NUL); empty without the file.
+
+    Only DataLad's own keys: a committed file must not set git's or git-annex's.
+    """
+    path = repo.path / ".datalad" / "config"
+    if not path.is_file():
+        return ""
+    out = repo.run("config", "-z", "--list", "--no-includes", "--file", str(path), check=False)
+    entries = out.decode("utf-8", "replace").split("\0")
+    return "".join(f"{entry}\0" for entry in entries if entry.startswith("datalad."))
 
 
 _ANNEX_PRE_COMMIT = "# automatically configured by git-annex\ngit annex pre-commit .\n"

@@ -59,6 +59,9 @@ class GitRepo:
     @classmethod
     def discover(cls, path: Path) -> GitRepo:
         """The repository containing ``path``: its top level, or the bare repository itself."""
+        if not path.is_dir():
+            problem = "is not a directory" if path.exists() else "does not exist"
+            raise NotADatasetError(f"{path} {problem}")
         probe = subprocess.run(
             ["git", "rev-parse", "--is-bare-repository", "--absolute-git-dir"],
             cwd=path,

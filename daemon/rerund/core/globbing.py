@@ -95,6 +95,16 @@ class _Result:
         return self.hits or self.partial_hits or [pattern]
 
 
+def literal_part(spec: str) -> str:
+    """The leading components of ``spec`` without wildcards ("" when it starts with one)."""
+    leading: list[str] = []
+    for name in spec.split("/"):
+        if glob.has_magic(name):
+            break
+        leading.append(name)
+    return "/".join(leading) or ("/" if spec.startswith("/") else "")
+
+
 def _relative(spec: str, directory: Path) -> str:
     # Absolute specs are globbed, and reported, relative to the directory.
     return os.path.relpath(spec, directory) if posixpath.isabs(spec) else spec

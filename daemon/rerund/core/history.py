@@ -20,7 +20,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -77,6 +77,8 @@ class IndexedCommit:
     changes: tuple[tuple[str, str | None], ...]
     """(path, content id) for every path changed; ``None`` for a deletion."""
     record: IndexedRecord | None
+    gitlinks: frozenset[str] = frozenset()
+    """The changed paths that are gitlinks (subdatasets) after this commit."""
 
 
 class IndexListener(Protocol):
@@ -142,6 +144,10 @@ class HistoryIndex:
     def db(self) -> sqlite3.Connection:
         """The index's SQLite connection, for companion tables kept in the same file."""
         return self._db
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One write transaction on the index's file, for companion tables."""
+        return _transaction(self._db)
 
     # -- keeping up with the branch -------------------------------------------------
 
@@ -212,8 +218,9 @@ class HistoryIndex:
                 )
                 record = self._index_record(seq, commit, changed)
                 if self.listener is not None:
+                    gitlinks = frozenset(p for mode, _, p in commit.entries if mode == b"160000")
                     self.listener.commit_added(
-                        IndexedCommit(seq, commit.sha, tuple(changes), record)
+                        IndexedCommit(seq, commit.sha, tuple(changes), record, gitlinks)
                     )
             self._set_meta("tip", tip)
 

@@ -175,6 +175,16 @@ class _Formatter(string.Formatter):
             ) from exc
 
 
+# Linux's NAME_MAX and PATH_MAX: a longer word names no file (and lstat would fail on it).
+_NAME_MAX = 255
+_PATH_MAX = 4095
+
+
+def _could_be_a_path(word: str) -> bool:
+    encoded = word.encode("utf-8", "replace")
+    return len(encoded) <= _PATH_MAX and all(len(name) <= _NAME_MAX for name in encoded.split(b"/"))
+
+
 def named_paths(command: str, pwd: str) -> list[str]:
     """Dataset-relative paths a command's words name (candidates for implicit inputs).
 
@@ -184,6 +194,8 @@ def named_paths(command: str, pwd: str) -> list[str]:
     found: list[str] = []
     for word in shell_words(command):
         if "{" in word or word.startswith("-") or "\0" in word or word.startswith("/"):
+            continue
+        if not _could_be_a_path(word):
             continue
         path = posixpath.normpath(posixpath.join(pwd, word.removeprefix("./")))
         if not (path.startswith("../") or path in ("..", ".")) and path not in found:

@@ -10,7 +10,7 @@ pure. No file content is hashed.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from rerund.core.history import HistoryIndex, RangeCommit
 from rerund.core.placeholders import command_text
 from rerund.core.records import RunRecord
 from rerund.core.staleness import Diff, StalenessTracker
+from rerund.core.subdatasets import Locator, Unavailable, subdataset_name
 from rerund.core.verified import reproductions
 
 ReasonKind = Literal["input", "implicit-input", "drift", "upstream", "requested", "since"]
@@ -33,8 +34,26 @@ class Reason:
     path: str | None = None
     commit: str | None = None
     """The commit that changed ``path``, or the upstream step for ``upstream``."""
+    subdataset: str | None = None
+    """For a path inside a subdataset: the gitlink whose move changed it."""
+    sub_from: str | None = None
+    """The subdataset commit at the record's commit (``None``: no subdataset there)."""
+    sub_to: str | None = None
+    """The subdataset commit at the tip (``None``: removed)."""
 
     def describe(self) -> str:
+        if self.subdataset is not None:
+            return self._describe_in_subdataset(self.subdataset)
+        return self._describe_here()
+
+    def _describe_in_subdataset(self, subdataset: str) -> str:
+        what = {"input": "input", "implicit-input": "implicit input"}.get(self.kind, "output")
+        how = "was edited by hand" if self.kind == "drift" else "changed"
+        before = (self.sub_from or "")[:8] or "(none)"
+        after = (self.sub_to or "")[:8] or "removed"
+        return f"{what} {self.path} {how}: {subdataset_name(subdataset)} {before} -> {after}"
+
+    def _describe_here(self) -> str:
         short = (self.commit or "")[:8]
         if self.kind == "input":
             return f"input {self.path} changed in {short}"
@@ -43,7 +62,8 @@ class Reason:
         if self.kind == "drift":
             return f"output {self.path} was edited by hand in {short}"
         if self.kind == "upstream":
-            return f"depends on stale step {short}"
+            through = f"reads {self.path} written by" if self.path else "depends on"
+            return f"{through} stale step {short}"
         if self.kind == "since":
             return "selected by --since"
         return "requested"
@@ -54,6 +74,8 @@ class Reason:
             data["path"] = self.path
         if self.commit is not None:
             data["commit"] = self.commit
+        if self.subdataset is not None:
+            data["subdataset"] = {"path": self.subdataset, "from": self.sub_from, "to": self.sub_to}
         return data
 
 
@@ -69,6 +91,11 @@ class Step:
     """Commits of earlier steps this one depends on."""
     drifted: bool = False
 
+    @property
+    def may_cut_off(self) -> bool:
+        """Stale only through upstream steps: skipped if they reproduce what it read."""
+        return bool(self.reasons) and all(reason.kind == "upstream" for reason in self.reasons)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "commit": self.commit,
@@ -77,6 +104,7 @@ class Step:
             "reasons": [reason.to_json() for reason in self.reasons],
             "after": list(self.after),
             "drifted": self.drifted,
+            "may_cut_off": self.may_cut_off,
         }
 
 
@@ -89,16 +117,41 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Undecided:
+    """A record rerund cannot judge: a subdataset commit it needs is not readable here."""
+
+    commit: str
+    summary: str
+    subdataset: str
+    missing: str
+
+    def describe(self) -> str:
+        return f"cannot tell: subdataset {self.subdataset} at {self.missing[:8]} is not available"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "summary": self.summary,
+            "subdataset": self.subdataset,
+            "missing": self.missing,
+            "text": self.describe(),
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     head: str
     steps: tuple[Step, ...]
     notices: tuple[Notice, ...] = ()
+    undecided: tuple[Undecided, ...] = ()
+    """Records that may be stale, listed apart from the steps (never silently dropped)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "head": self.head,
             "steps": [step.to_json() for step in self.steps],
             "notices": [{"commit": n.commit, "message": n.message} for n in self.notices],
+            "undecided": [item.to_json() for item in self.undecided],
         }
 
 
@@ -136,14 +189,15 @@ def stale_plan(
     notices = [Notice(shas[seq], message) for seq, message in notes]
     reasons: dict[int, list[Reason]] = {}
     for diff in diffs:
-        reason = Reason(diff.kind, diff.path, shas[diff.changed_seq])
+        reason = _reason(tracker, diff, shas[diff.changed_seq])
         if diff.seq in direct:
             reasons.setdefault(diff.seq, []).append(reason)
         else:  # a drift the repository only wants reported
             notices.append(Notice(shas[diff.seq], reason.describe()))
     for child, parents in upstream.items():
         reasons.setdefault(child, []).extend(
-            Reason("upstream", commit=shas[parent]) for parent in sorted(parents)
+            Reason("upstream", path=parents[parent], commit=shas[parent])
+            for parent in sorted(parents)
         )
     drifted = {diff.seq for diff in diffs if diff.kind == "drift"}
     order = _topological(stale, upstream)
@@ -160,16 +214,50 @@ def stale_plan(
         for seq in order
         if (record := records[seq].record) is not None  # the tracker lists only usable ones
     ]
-    return Plan(index.tip or "", tuple(steps), tuple(notices))
+    return Plan(index.tip or "", tuple(steps), tuple(notices), _undecided(tracker, stale))
+
+
+def _reason(tracker: StalenessTracker, diff: Diff, commit: str) -> Reason:
+    if not diff.via:
+        return Reason(diff.kind, diff.path, commit)
+    return Reason(
+        diff.kind,
+        diff.path,
+        commit,
+        subdataset=diff.via,
+        sub_from=tracker.gitlink_at(diff.via, diff.seq),
+        sub_to=tracker.gitlink_at(diff.via, tracker.index.tip_seq),
+    )
+
+
+def _undecided(tracker: StalenessTracker, stale: set[int]) -> tuple[Undecided, ...]:
+    """Undecided records that are not stale for another reason anyway, oldest first."""
+    rows = [row for row in tracker.undecided() if row.seq not in stale]
+    records = tracker.index.records_at(sorted({row.seq for row in rows}))
+    seen: set[int] = set()
+    found: list[Undecided] = []
+    for row in rows:
+        if row.seq not in seen:  # one line per record: the first subdataset it lacks
+            seen.add(row.seq)
+            rec = records[row.seq]
+            found.append(Undecided(rec.commit, rec.summary, row.subdataset, row.missing))
+    return tuple(found)
 
 
 def plan_tip(
-    repo: GitRepo, index_name: str, tip: str, options: PlanOptions
+    repo: GitRepo,
+    index_name: str,
+    tip: str,
+    options: PlanOptions,
+    locate: Locator | None = None,
 ) -> tuple[Plan, str | None]:
-    """The stale plan of ``tip``, with the index kept under ``index_name``; and the dataset id."""
+    """The stale plan of ``tip``, with the index kept under ``index_name``; and the dataset id.
+
+    ``locate`` finds subdatasets' objects (default: those installed in ``repo``).
+    """
     index = HistoryIndex.open(repo, index_name)
     try:
-        tracker = StalenessTracker(index)
+        tracker = StalenessTracker(index, locate)
         tracker.update(tip)
         return stale_plan(tracker, options, reproductions(repo)), index.dataset_id
     finally:
@@ -187,40 +275,51 @@ def _unexplained(
     for diff in diffs:
         seqs = [index.seq_of(sha) for sha in reproduced.get(shas[diff.seq], ())]
         latest = max((seq for seq in seqs if seq is not None), default=None)
-        same = latest is not None and index.content_at(diff.path, latest) == index.content_at(
-            diff.path, tip
-        )
+        same = latest is not None and _same_content(tracker, diff, latest, tip)
         if not same:
             kept.append(diff)
     return kept
 
 
+def _same_content(tracker: StalenessTracker, diff: Diff, seq: int, tip: int) -> bool:
+    if not diff.via:
+        return tracker.index.content_at(diff.path, seq) == tracker.index.content_at(diff.path, tip)
+    before, now = tracker.content_at(diff.path, seq), tracker.content_at(diff.path, tip)
+    return before == now and not isinstance(now, Unavailable)
+
+
 def _propagate(
     tracker: StalenessTracker, stale: set[int], options: PlanOptions
-) -> dict[int, set[int]]:
-    """Everything downstream of ``stale`` joins it; returns each one's stale upstreams."""
-    upstream: dict[int, set[int]] = {}
+) -> dict[int, dict[int, str]]:
+    """Everything downstream of ``stale`` joins it.
+
+    Returns each one's stale upstreams, each with the path it reads from them.
+    """
+    upstream: dict[int, dict[int, str]] = {}
     queue = sorted(stale)
     while queue:
         seq = queue.pop()
-        for child in _readers_of_outputs(tracker, seq, options):
-            upstream.setdefault(child, set()).add(seq)
+        for child, path in _readers_of_outputs(tracker, seq, options).items():
+            upstream.setdefault(child, {})[seq] = path
             if child not in stale:
                 stale.add(child)
                 queue.append(child)
     return upstream
 
 
-def _readers_of_outputs(tracker: StalenessTracker, seq: int, options: PlanOptions) -> set[int]:
-    readers: set[int] = set()
-    for path in tracker.owned_by(seq):
+def _readers_of_outputs(
+    tracker: StalenessTracker, seq: int, options: PlanOptions
+) -> dict[int, str]:
+    """The records reading an output of ``seq``, each with the first such path."""
+    readers: dict[int, str] = {}
+    for path in sorted(tracker.owned_by(seq)):
         for row in tracker.readers_of(path):
             if row.seq != seq and (options.implicit_inputs or row.kind != "implicit-input"):
-                readers.add(row.seq)
+                readers.setdefault(row.seq, path)
     return readers
 
 
-def _topological(stale: set[int], upstream: dict[int, set[int]]) -> list[int]:
+def _topological(stale: set[int], upstream: Mapping[int, Iterable[int]]) -> list[int]:
     """Dependencies first; ties (and members of a cycle) keep history order."""
     waiting = {seq: set(upstream.get(seq, ())) & stale for seq in stale}
     children: dict[int, list[int]] = {}
@@ -246,11 +345,14 @@ def _topological(stale: set[int], upstream: dict[int, set[int]]) -> list[int]:
     return order
 
 
-def since_plan(head: str, commits: Sequence[RangeCommit], dsid: str | None) -> Plan:
+def since_plan(
+    head: str, commits: Sequence[RangeCommit], dsid: str | None, why: ReasonKind = "since"
+) -> Plan:
     """Exactly the records ``datalad rerun --since`` would execute, in its order.
 
     ``commits`` are the run records of the range; commits without a record are
     never executed by a rerun onto the tip (DataLad lists and then skips them).
+    ``why`` is ``"requested"`` when the user named the commits themselves.
     """
     steps: list[Step] = []
     notices: list[Notice] = []
@@ -262,6 +364,6 @@ def since_plan(head: str, commits: Sequence[RangeCommit], dsid: str | None) -> P
         elif item.record.dsid is not None and dsid is not None and item.record.dsid != dsid:
             notices.append(Notice(item.commit, "was run from a different dataset; not ours to run"))
         else:
-            reason = Reason("since")
+            reason = Reason(why)
             steps.append(Step(item.commit, item.summary, item.record, (reason,)))
     return Plan(head, tuple(steps), tuple(notices))

@@ -37,6 +37,8 @@ _MESSAGE = re.compile(
 )
 _SIDECAR_ID = re.compile(r"[0-9a-f]{32}")
 _LIST_FIELDS = ("inputs", "outputs", "extra_inputs", "chain")
+MAX_SIDECAR_BYTES = 64 << 20
+"""The most a sidecar record may expand to: a million inputs fit, an xz bomb does not."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ class RunRecord:
         Unknown fields travel along untouched (DataLad drops them; we keep them).
         """
         new = dict(self.fields)
+        mark = new.get("rerund")
+        if isinstance(mark, dict) and "reused" in mark:  # this rerun is an execution of its own
+            mark = {key: value for key, value in mark.items() if key != "reused"}
+            if mark:
+                new["rerund"] = mark
+            else:
+                del new["rerund"]
         new["chain"] = [*self.chain, commit]
         new["exit"] = exit_code
         new.setdefault("pwd", ".")
@@ -137,6 +146,11 @@ def parse_message(message: str, commit: str) -> RunMessage | None:
 
 def record_from_json(value: dict[str, Any], commit: str) -> RunRecord:
     """Validate the JSON object of a record (inline or from a sidecar file)."""
+    where = _unencodable(value)
+    if where is not None:
+        # JSON's "\udcff" escape yields a lone surrogate, which no UTF-8 file, git
+        # message or SQLite text can hold: the record is unusable, not the repository.
+        raise RecordError(commit, f"holds text that is not valid Unicode in {where}")
     if "cmd" not in value:
         raise RecordError(commit, "has no command ('cmd')")
     cmd = value["cmd"]
@@ -157,6 +171,27 @@ def record_from_json(value: dict[str, Any], commit: str) -> RunRecord:
     if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
         raise RecordError(commit, "has an 'exit' that is not an integer")
     return RunRecord(value)
+
+
+def _unencodable(value: object, where: str = "the record") -> str | None:
+    """Where ``value`` holds a string UTF-8 cannot encode (a lone surrogate), if anywhere."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unencodable(key, where) or _unencodable(item, f"{key!r}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for item in value:
+            found = _unencodable(item, where)
+            if found is not None:
+                return found
+    return None
 
 
 def record_json(record: RunRecord) -> str:
@@ -188,16 +223,46 @@ def encode_sidecar(record: RunRecord) -> bytes:
 def decode_sidecar(data: bytes, commit: str) -> RunRecord:
     """Read a sidecar file (xz-compressed JSON stream; the first document counts)."""
     try:
-        text = lzma.decompress(data).decode("utf-8")
-    except (lzma.LZMAError, UnicodeDecodeError) as exc:
+        text = _first_line(data, commit).decode("utf-8")
+    except (lzma.LZMAError, EOFError, UnicodeDecodeError) as exc:
         raise RecordError(
             commit, f"has a sidecar file that is not an xz JSON stream ({exc})"
         ) from exc
-    first = text.lstrip().split("\n", 1)[0]
     try:
-        value = json.loads(first)
+        value = json.loads(text)
     except ValueError as exc:
         raise RecordError(commit, f"has a sidecar file that is not valid JSON ({exc})") from exc
     if not isinstance(value, dict):
         raise RecordError(commit, "has a sidecar file that does not hold a JSON object")
     return record_from_json(value, commit)
+
+
+def _first_line(data: bytes, commit: str) -> bytes:
+    """The first non-blank line of the xz data, decompressing no more than needed.
+
+    A few kilobytes of xz can expand to gigabytes: output beyond
+    :data:`MAX_SIDECAR_BYTES` without a finished line makes the record unusable.
+    """
+    decompressor = lzma.LZMADecompressor()
+    text = bytearray()
+    while True:
+        if decompressor.eof:  # concatenated streams, as lzma.decompress reads them
+            if not decompressor.unused_data:
+                return bytes(text.lstrip())
+            data, decompressor = decompressor.unused_data, lzma.LZMADecompressor()
+        room = MAX_SIDECAR_BYTES + 1 - len(text)
+        chunk = decompressor.decompress(data, max_length=min(room, 1 << 20))
+        data = b""
+        start = len(text)
+        text += chunk
+        end = text.find(b"\n", start)
+        while end != -1 and not text[:end].strip():  # blank lines before the record
+            end = text.find(b"\n", end + 1)
+        if end != -1:
+            return bytes(text[:end].lstrip())
+        if len(text) > MAX_SIDECAR_BYTES:
+            raise RecordError(
+                commit, f"has a sidecar file that expands to more than {MAX_SIDECAR_BYTES} bytes"
+            )
+        if not chunk and decompressor.needs_input and not decompressor.eof:
+            raise EOFError("compressed data ended before the end of the stream")

@@ -19,22 +19,27 @@ from typing import IO
 from rerund.core.gitrepo import GitRepo
 from rerund.errors import GitError
 
+ANNEX_DOTFILES = ("-c", "annex.dotfiles=true")
+"""DataLad adds with this: files under dot-directories (``.datalad/runinfo``) follow
+``annex.largefiles`` like any other instead of always going to git."""
+
 
 class BatchAdd:
     def __init__(self, repo: GitRepo) -> None:
         self._repo = repo
         self._process: subprocess.Popen[str] | None = None
 
-    def add(self, paths: list[str]) -> None:
-        """Annex (or, for small files under ``annex.largefiles``, leave for git) each path."""
+    def add(self, paths: list[str]) -> dict[str, str | None]:
+        """Annex (or, for small files under ``annex.largefiles``, leave for git) each path.
+
+        Returns each path's annex key, ``None`` for a file left for git (or not known).
+        """
         single = [path for path in paths if "\n" in path]  # cannot travel on a batch line
         if single:
-            self._repo.annex("add", "--quiet", "--", *single)
-        for path in paths:
-            if "\n" not in path:
-                self._add_one(path)
+            self._repo.annex("add", "--quiet", *ANNEX_DOTFILES, "--", *single)
+        return {path: self._add_one(path) for path in paths if "\n" not in path}
 
-    def _add_one(self, path: str) -> None:
+    def _add_one(self, path: str) -> str | None:
         process, stdin, stdout = self._started()
         stdin.write(path + "\n")
         stdin.flush()
@@ -45,16 +50,21 @@ class BatchAdd:
         if not answer.get("success", False):
             problem = "; ".join(answer.get("error-messages") or []) or f"could not add {path}"
             raise GitError(["git", "annex", "add", "--batch"], 1, problem)
+        key = answer.get("key")
+        return str(key) if key else None
 
     def _started(self) -> tuple[subprocess.Popen[str], IO[str], IO[str]]:
         if self._process is None:
             self._process = subprocess.Popen(
-                ["git", "annex", "add", "--batch", "--json"],
+                ["git", "annex", "add", *ANNEX_DOTFILES, "--batch", "--json"],
                 cwd=self._repo.path,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
+                # Out of the terminal's process group: Ctrl-C stops rerund's step,
+                # while this batch lives on to stage and journal what was already added.
+                start_new_session=True,
             )
         process = self._process
         if process.stdin is None or process.stdout is None:  # cannot happen with PIPE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 from rerund.core.dsconfig import DatasetConfig
@@ -29,13 +30,15 @@ def render_script(
     for step in plan.steps:
         record = step.record
         exec_dir = Path(repo.path, record.pwd)
+        # DataLad joins the strings: its {pwd} is "<ds>/." for the dataset root
+        pwd = posixpath.join(str(repo.path), record.pwd)
         extra = {key: value for key, value in record.fields.items() if key != "cmd"}
         try:
             command = expand_command(
                 record.cmd,
                 inputs=expand_specs(record.inputs, exec_dir).command_paths,
                 outputs=expand_specs(record.outputs, exec_dir).command_paths,
-                pwd=str(exec_dir),
+                pwd=pwd,
                 dspath=str(repo.path),
                 substitutions=config.substitutions,
                 extra=extra,
@@ -46,6 +49,8 @@ def render_script(
         lines.append("")
         if step.summary != _default_summary(command):
             lines.extend(f"# {line}" for line in step.summary.splitlines())
+        else:  # DataLad still writes the empty message's line break
+            lines.append("")
         lines.append(f"# (record: {_describe(repo, step.commit)})")
         lines.append(command)
     return "\n".join(lines) + "\n"

@@ -37,3 +37,8 @@ class Metrics:
         )
         self.queued = Gauge("rerund_jobs_queued", "Jobs waiting", registry=self.registry)
         self.running = Gauge("rerund_jobs_running", "Jobs running", registry=self.registry)
+        self.slurm_pending = Gauge(
+            "rerund_slurm_steps_pending",
+            "Steps submitted to Slurm and waiting in its queue",
+            registry=self.registry,
+        )

@@ -12,12 +12,16 @@ into flags; the daemon imports it once, so its import cost never reaches a step.
 
 from __future__ import annotations
 
+import re
+
 import git as gitpython
 
 from rerund.core.gitrepo import GitRepo
-from rerund.core.verified import NOTES_REF
+from rerund.core.verified import NOTES_BRANCH, NOTES_REF
 from rerund.errors import GitError, PublishError
 from rerund.service.retry import transient_git
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class BranchMovedError(PublishError):
@@ -35,6 +39,7 @@ def push_refs(repo: GitRepo, refspecs: list[str], *, atomic: bool) -> None:
     with the remote's message for a refusal, :class:`GitError` (transient or not) when
     the remote could not be reached at all.
     """
+    refspecs = [_named_source(repo, spec, number) for number, spec in enumerate(refspecs)]
     remote = gitpython.Repo(repo.path).remote("origin")
     progress = gitpython.RemoteProgress()
     options = {"atomic": True} if atomic else {}
@@ -64,6 +69,20 @@ def push_refs(repo: GitRepo, refspecs: list[str], *, atomic: bool) -> None:
         raise PublishError(f"pushing to origin failed: {detail}")
 
 
+def _named_source(repo: GitRepo, refspec: str, number: int) -> str:
+    """``<sha>:<dst>`` as ``refs/rerund/outgoing/<n>:<dst>``.
+
+    GitPython reads the per-ref report only for sources that are refs: with a bare
+    commit id every line is dropped, and a refusal looks like an unreachable remote.
+    """
+    source, _, destination = refspec.partition(":")
+    if not _OBJECT_ID.fullmatch(source):
+        return refspec
+    local = f"refs/rerund/outgoing/{number}"
+    repo.run("update-ref", local, source)
+    return f"{local}:{destination}"
+
+
 def _status(exc: gitpython.GitCommandError) -> int:
     return exc.status if isinstance(exc.status, int) else 1
 
@@ -72,11 +91,12 @@ def publish(repo: GitRepo, branch: str, base: str, head: str, *, annex: bool) ->
     """Fast-forward the remote ``branch`` from ``base`` to ``head``; returns the new tip.
 
     rerund's notes of identical reproductions (``refs/notes/rerund``) go in the
-    same atomic push, so the branch and what is known about it never part.
+    same atomic push, so the branch and what is known about it never part; and
+    also as the branch every clone fetches (see :mod:`rerund.core.verified`).
     """
     refspecs = [] if head == base else [f"{head}:refs/heads/{branch}"]
     if repo.resolve(NOTES_REF) is not None:
-        refspecs.append(f"{NOTES_REF}:{NOTES_REF}")
+        refspecs.extend([f"{NOTES_REF}:{NOTES_REF}", f"{NOTES_REF}:{NOTES_BRANCH}"])
     if not refspecs:
         return base
     if annex and head != base:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from typing import Any, Literal
 
 from rerund.core.gitrepo import NULL_SHA
 
-JobState = Literal["queued", "running", "succeeded", "failed", "superseded"]
-StepState = Literal["pending", "running", "committed", "identical", "failed", "not-run"]
+JobState = Literal["queued", "running", "succeeded", "failed", "superseded", "refused"]
+StepState = Literal[
+    "pending", "running", "committed", "identical", "cut-off", "reused", "failed", "not-run"
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -43,6 +46,10 @@ CREATE TABLE IF NOT EXISTS steps (
     summary TEXT NOT NULL, cmd TEXT NOT NULL, reasons TEXT NOT NULL, state TEXT NOT NULL,
     new_commit TEXT, started_at REAL, finished_at REAL, log_path TEXT, error TEXT,
     PRIMARY KEY (job_id, position)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pushers (
+    event_id INTEGER PRIMARY KEY, pusher TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tips (
     repo TEXT NOT NULL, branch TEXT NOT NULL, handled TEXT, published TEXT,
@@ -65,6 +72,12 @@ class Notification:
     delivery_id: str | None = None
     force: bool = False
     """A manual trigger: plan even a tip that was handled already."""
+    pusher: str | None = None
+    """Who pushed, as the forge or the git server authenticated them (for ``trust``)."""
+    cause: str | None = None
+    """For a job propagated from a subdataset: the push that caused it (``raw@1a2b3c``)."""
+    chain: str | None = None
+    """The repositories that propagation came through, comma-separated."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,9 @@ class Job:
     error: str | None
     published: str | None
     side_ref: str | None
+    cause: str | None = None
+    """The push to a subdataset that caused this job (``raw@1a2b3c``); ``None``: a push here."""
+    chain: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -115,7 +131,7 @@ class StepRow:
 
 _JOB_COLUMNS = (
     "id, repo, branch, target, state, attempts, created_at, started_at, finished_at,"
-    " error, published, side_ref"
+    " error, published, side_ref, cause, chain"
 )
 
 
@@ -132,6 +148,12 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "not_before" not in columns:  # a store from before infrastructure retries
+            self._db.execute("ALTER TABLE jobs ADD COLUMN not_before REAL")
+        if "cause" not in columns:  # a store from before subdataset propagation
+            self._db.execute("ALTER TABLE jobs ADD COLUMN cause TEXT")
+            self._db.execute("ALTER TABLE jobs ADD COLUMN chain TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -170,8 +192,8 @@ class Store:
             ).fetchone()
         ):
             return EventResult("duplicate", None)
-        result = self._route(db, note.repo, note.branch, note.new, now, force=note.force)
-        db.execute(
+        result = self._route(db, note, now)
+        cursor = db.execute(
             "INSERT INTO events (repo, branch, old, new, source, delivery_id, received_at,"
             " outcome, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -186,11 +208,15 @@ class Store:
                 result.job_id,
             ),
         )
+        if note.pusher is not None:
+            db.execute(
+                "INSERT INTO pushers (event_id, pusher) VALUES (?, ?)",
+                (cursor.lastrowid, note.pusher),
+            )
         return result
 
-    def _route(
-        self, db: sqlite3.Connection, repo: str, branch: str, new: str, now: float, *, force: bool
-    ) -> EventResult:
+    def _route(self, db: sqlite3.Connection, note: Notification, now: float) -> EventResult:
+        repo, branch, new, force = note.repo, note.branch, note.new, note.force
         if new == NULL_SHA:
             return EventResult("deleted", None)
         tips = db.execute(
@@ -204,7 +230,11 @@ class Store:
         ).fetchone()
         if queued is not None:
             # A newer push supersedes queued work for the branch: one job, newest tip.
-            db.execute("UPDATE jobs SET target = ? WHERE id = ?", (new, queued[0]))
+            db.execute(
+                "UPDATE jobs SET target = ?, cause = COALESCE(?, cause),"
+                " chain = COALESCE(?, chain) WHERE id = ?",
+                (new, note.cause, note.chain, queued[0]),
+            )
             return EventResult("coalesced", int(queued[0]))
         running = db.execute(
             "SELECT target FROM jobs WHERE repo = ? AND branch = ? AND state = 'running'",
@@ -216,11 +246,30 @@ class Store:
         if handled and not force:
             return EventResult("handled", None)
         cursor = db.execute(
-            "INSERT INTO jobs (repo, branch, target, state, created_at)"
-            " VALUES (?, ?, ?, 'queued', ?)",
-            (repo, branch, new, now),
+            "INSERT INTO jobs (id, repo, branch, target, state, created_at, cause, chain)"
+            " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (self._next_job_id(db), repo, branch, new, now, note.cause, note.chain),
         )
         return EventResult("queued", cursor.lastrowid)
+
+    def _next_job_id(self, db: sqlite3.Connection) -> int:
+        highest = db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0]
+        floor = db.execute("SELECT value FROM meta WHERE key = 'job_id_floor'").fetchone()
+        return max(int(highest) + 1, int(floor[0]) if floor else 1)
+
+    def raise_job_id_floor(self, floor: int) -> None:
+        """New job ids start at ``floor`` or above: ids never repeat across a lost store.
+
+        Job ids name logs, kept work trees and ``refs/rerund/failed/<id>`` on remotes,
+        which outlive this file; the caller passes a floor above every id seen there.
+        """
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('job_id_floor', ?) ON CONFLICT (key)"
+                " DO UPDATE SET value ="
+                " MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                (str(floor),),
+            )
 
     # -- workers ----------------------------------------------------------------------
 
@@ -231,6 +280,7 @@ class Store:
         a job that kills the daemon cannot do so forever. Returns how many requeued.
         """
         with self._write() as db:
+            self._handle_exhausted(db, "state = 'running' AND attempts >= ?", (max_attempts,))
             db.execute(
                 "UPDATE jobs SET state = 'failed', lease_until = NULL,"
                 " error = 'the daemon stopped during every attempt'"
@@ -242,26 +292,42 @@ class Store:
             )
             return cursor.rowcount
 
+    def _handle_exhausted(
+        self, db: sqlite3.Connection, where: str, params: tuple[Any, ...]
+    ) -> None:
+        """A job failed for good has its tip handled: only a new push queues it again."""
+        db.execute(
+            "INSERT INTO tips (repo, branch, handled) SELECT repo, branch, target FROM jobs"
+            f" WHERE {where} ORDER BY id ON CONFLICT (repo, branch) DO UPDATE"
+            " SET handled = excluded.handled",
+            params,
+        )
+
     def claim(self, *, now: float, lease_s: float, max_attempts: int) -> Job | None:
         """Take the oldest queued job of a repository with nothing running, under a lease."""
         with self._write() as db:
             self._expire_leases(db, now, max_attempts)
             row = db.execute(
-                "SELECT id FROM jobs AS j WHERE state = 'queued' AND NOT EXISTS ("
+                "SELECT id FROM jobs AS j WHERE state = 'queued'"
+                " AND (not_before IS NULL OR not_before <= ?) AND NOT EXISTS ("
                 " SELECT 1 FROM jobs AS r WHERE r.repo = j.repo AND r.state = 'running')"
-                " ORDER BY id LIMIT 1"
+                " ORDER BY id LIMIT 1",
+                (now,),
             ).fetchone()
             if row is None:
                 return None
             db.execute(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = ?,"
-                " started_at = ?, error = NULL WHERE id = ?",
+                " started_at = ?, error = NULL, not_before = NULL WHERE id = ?",
                 (now + lease_s, now, row[0]),
             )
             db.execute("DELETE FROM steps WHERE job_id = ?", (row[0],))
             return self._job(db, int(row[0]))
 
     def _expire_leases(self, db: sqlite3.Connection, now: float, max_attempts: int) -> None:
+        self._handle_exhausted(
+            db, "state = 'running' AND lease_until < ? AND attempts >= ?", (now, max_attempts)
+        )
         db.execute(
             "UPDATE jobs SET state = CASE WHEN attempts >= ? THEN 'failed' ELSE 'queued' END,"
             " error = CASE WHEN attempts >= ? THEN 'lease expired too often' ELSE error END,"
@@ -269,11 +335,27 @@ class Store:
             (max_attempts, max_attempts, now),
         )
 
-    def renew(self, job_id: int, *, now: float, lease_s: float) -> None:
+    def renew(self, job: Job, *, lease_s: float) -> bool:
+        """Extend ``job``'s lease from the time of this write; ``False`` if it was lost.
+
+        The time is read inside the transaction: a renewal that waited for a thread
+        or for the lock must not write a deadline that is already in the past.
+        """
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'"
+                " AND attempts = ?",
+                (time.time() + lease_s, job.id, job.attempts),
+            )
+            return cursor.rowcount == 1
+
+    def retry_later(self, job: Job, *, now: float, delay_s: float, error: str) -> None:
+        """An infrastructure failure: back to the queue after ``delay_s``, tip not handled."""
         with self._write() as db:
             db.execute(
-                "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'",
-                (now + lease_s, job_id),
+                "UPDATE jobs SET state = 'queued', lease_until = NULL, not_before = ?, error = ?"
+                " WHERE id = ? AND state = 'running' AND attempts = ?",
+                (now + delay_s, error, job.id, job.attempts),
             )
 
     def requeue(self, job_id: int) -> None:
@@ -295,20 +377,28 @@ class Store:
         error: str | None = None,
         published: str | None = None,
         side_ref: str | None = None,
-    ) -> None:
-        """Record a job's outcome, and which branch tip is now handled."""
+    ) -> bool:
+        """Record a job's outcome, and which branch tip is now handled.
+
+        Only the holder of the current claim may: ``False`` (nothing written) when
+        the lease was lost and the job was requeued or claimed again meanwhile.
+        """
         with self._write() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, error = ?, published = ?,"
-                " side_ref = ?, lease_until = NULL WHERE id = ?",
-                (state, now, error, published, side_ref, job.id),
+                " side_ref = ?, lease_until = NULL WHERE id = ? AND state = 'running'"
+                " AND attempts = ?",
+                (state, now, error, published, side_ref, job.id, job.attempts),
             )
+            if cursor.rowcount != 1:
+                return False
             db.execute(
                 "INSERT INTO tips (repo, branch, handled, published) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (repo, branch) DO UPDATE SET handled = excluded.handled,"
                 " published = COALESCE(excluded.published, published)",
                 (job.repo, job.branch, handled, published),
             )
+            return True
 
     def note_publishing(self, repo: str, branch: str, sha: str) -> None:
         """Remember a tip rerund is about to push, so hearing of that push creates nothing."""
@@ -397,9 +487,47 @@ class Store:
         counts["events"] = int(events)
         return counts
 
+    def prune_events(self, *, before: float) -> int:
+        """Forget notifications received before ``before`` (deliveries are not retried
+        that late, so their ids are no longer needed to spot duplicates)."""
+        with self._write() as db:
+            return db.execute("DELETE FROM events WHERE received_at < ?", (before,)).rowcount
+
     def event_count(self, delivery_id: str) -> int:
         with self._lock:
             row = self._db.execute(
                 "SELECT COUNT(*) FROM events WHERE delivery_id = ?", (delivery_id,)
             ).fetchone()
         return int(row[0])
+
+    # -- trust ------------------------------------------------------------------------
+
+    def pushers_since_handled(self, repo: str, branch: str, tip: str) -> list[str | None]:
+        """Who made each push of ``branch`` since a job last ran there, and of ``tip``.
+
+        ``None`` stands for a push seen without an identity (watcher, scan, manual
+        trigger); rerund's own pushes are left out.
+        """
+        with self._lock:
+            last = self._db.execute(
+                "SELECT MAX(finished_at) FROM jobs WHERE repo = ? AND branch = ?"
+                " AND state = 'succeeded'",
+                (repo, branch),
+            ).fetchone()[0]
+            rows = self._db.execute(
+                "SELECT p.pusher FROM events AS e LEFT JOIN pushers AS p ON p.event_id = e.id"
+                " WHERE e.repo = ? AND e.branch = ? AND e.outcome NOT IN ('own-push', 'deleted')"
+                " AND (e.received_at > ? OR e.new = ?)",
+                (repo, branch, last or 0.0, tip),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def own_commits(self, repo: str) -> set[str]:
+        """Commits rerund itself wrote for ``repo`` (trusted: they are its own reruns)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.new_commit FROM steps AS s JOIN jobs AS j ON j.id = s.job_id"
+                " WHERE j.repo = ? AND s.new_commit IS NOT NULL",
+                (repo,),
+            ).fetchall()
+        return {str(row[0]) for row in rows}

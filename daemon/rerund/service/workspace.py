@@ -8,11 +8,15 @@ aside for inspection and the next job starts from a fresh clone.
 
 from __future__ import annotations
 
-import re
+import os
 import shutil
+import time
 from pathlib import Path
 
+import structlog
+
 from rerund.core.gitrepo import WITHOUT_ANNEX_FILTER, GitRepo
+from rerund.service.hygiene import NO_HOOKS
 from rerund.service.retry import transient_git
 from rerund.settings import RepoSettings
 
@@ -21,7 +25,41 @@ COMMITTER = {
     "GIT_AUTHOR_EMAIL": "rerund@localhost",
     "GIT_COMMITTER_NAME": "rerund",
     "GIT_COMMITTER_EMAIL": "rerund@localhost",
+    **NO_HOOKS,
 }
+
+
+log = structlog.get_logger("rerund.service.workspace")
+
+KEEP_FAILED = 10
+"""Kept failed work trees per repository; older ones beyond this are deleted."""
+KEEP_FAILED_MAX_AGE_S = 14 * 24 * 3600
+
+_checked_for_survivors: set[Path] = set()
+
+
+def survivors(tree: Path) -> list[int]:
+    """Processes (of any earlier daemon) whose working directory is inside ``tree``."""
+    found = []
+    root = os.path.realpath(tree)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdecimal():
+            continue
+        try:
+            cwd = str((entry / "cwd").readlink())
+        except OSError:  # gone, or not ours to look at
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
+            found.append(int(entry.name))
+    return found
+
+
+def prune_kept(failed_dir: Path, now: float) -> None:
+    """Keep the newest ``KEEP_FAILED`` trees younger than ``KEEP_FAILED_MAX_AGE_S``."""
+    trees = sorted(failed_dir.iterdir(), key=lambda path: path.stat().st_mtime, reverse=True)
+    for position, tree in enumerate(trees):
+        if position >= KEEP_FAILED or now - tree.stat().st_mtime > KEEP_FAILED_MAX_AGE_S:
+            shutil.rmtree(tree, ignore_errors=True)
 
 
 def read_remote_tip(settings: RepoSettings) -> str | None:
@@ -41,9 +79,8 @@ def work_branch(branch: str) -> str:
 class Workspace:
     def __init__(self, state_dir: Path, repo: RepoSettings) -> None:
         self.settings = repo
-        slug = re.sub(r"[^A-Za-z0-9._-]", "_", repo.name)
-        self.path = state_dir / "work" / slug
-        self.failed_dir = state_dir / "failed" / slug
+        self.path = state_dir / "work" / repo.slug
+        self.failed_dir = state_dir / "failed" / repo.slug
 
     def prepare(self, fallback: str) -> tuple[GitRepo, str]:
         """A clean checkout of the remote branch's current tip; returns it with the repo.
@@ -51,6 +88,9 @@ class Workspace:
         Planning at the current tip (not the pushed one, ``fallback``) lets one job
         cover every push that came in since, and publish with a fast-forward.
         """
+        if self.path.exists() and self.path not in _checked_for_survivors:
+            self._set_aside_if_in_use()
+        _checked_for_survivors.add(self.path)
         if not (self.path / ".git").is_dir():
             self._clone()
         repo = GitRepo(self.path, env=COMMITTER)
@@ -88,14 +128,23 @@ class Workspace:
     def tracked_tip(self, repo: GitRepo) -> str | None:
         return repo.resolve(f"refs/remotes/origin/{self.settings.branch}")
 
-    def quarantine(self, job_id: int) -> Path:
+    def quarantine(self, job_id: int | str) -> Path:
         """Move the tree aside (kept for inspection); the next job clones afresh."""
         self.failed_dir.mkdir(parents=True, exist_ok=True)
         destination = self.failed_dir / f"job-{job_id}"
         if destination.exists():
             shutil.rmtree(destination)
         self.path.rename(destination)
+        os.utime(destination)  # its age counts from being set aside
+        prune_kept(self.failed_dir, time.time())
         return destination
+
+    def _set_aside_if_in_use(self) -> None:
+        """A tree that a process from a killed daemon still works in is never reused."""
+        pids = survivors(self.path)
+        if pids:
+            kept = self.quarantine(f"survivors-{time.time_ns()}")
+            log.warning("work tree still in use; set aside", pids=pids, work_tree=kept.name)
 
     def _clone(self) -> None:
         if self.path.exists():

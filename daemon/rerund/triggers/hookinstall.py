@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rerund.core.gitrepo import GitRepo
 from rerund.errors import RerundError
-from rerund.triggers.spool import prepare_spool
+from rerund.triggers.spool import prepare_spool, spool_gid
 
 MARKER = "rerund post-receive hook"
 
@@ -21,11 +21,12 @@ def hook_source() -> str:
     return (Path(__file__).resolve().parents[2] / "hooks" / "post-receive").read_text("utf-8")
 
 
-def install(bare_repo: Path, spool_dir: Path) -> Path:
+def install(bare_repo: Path, spool_dir: Path, spool_group: str | None = None) -> Path:
     """Install the hook (or add it to ``post-receive.d/``) and point it at ``spool_dir``.
 
     An existing post-receive hook that is not rerund's is left alone: ours goes
     into ``hooks/post-receive.d/rerund`` beside it, as GitLab and Gitea expect.
+    The spool becomes writable by ``spool_group``, or else by the repository's group.
     """
     if not (bare_repo / "objects").is_dir() or not (bare_repo / "refs").is_dir():
         raise RerundError(f"{bare_repo} is not a bare git repository")
@@ -36,6 +37,7 @@ def install(bare_repo: Path, spool_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(hook_source(), encoding="utf-8")
     target.chmod(0o755)
-    prepare_spool(spool_dir)
+    gid = spool_gid(spool_group, ()) if spool_group else bare_repo.stat().st_gid
+    prepare_spool(spool_dir, gid)
     GitRepo(bare_repo).run("config", "rerund.spool", str(spool_dir.resolve()))
     return target

@@ -50,6 +50,7 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 _HEADS = "refs/heads/"
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 repositories
 _FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
 
 
 class WebhookError(RerundError):
@@ -80,6 +81,9 @@ class PushEvent:
     """The commit the ref points at now; all zeros when it was deleted."""
     repository: str
     """The repository as the forge names it (``owner/name``, ``group/sub/project``)."""
+    pusher: str | None = None
+    """The account the forge authenticated for the push (GitHub ``sender.login`` or
+    ``pusher.name``, GitLab ``user_username``, Gitea/Forgejo ``pusher.login``)."""
 
     @property
     def branch(self) -> str | None:
@@ -257,6 +261,7 @@ def parse(
         before=before,
         after=after,
         repository=_string(payload, *forge.repository_field),
+        pusher=_pusher(provider, payload),
     )
 
 
@@ -343,6 +348,8 @@ def _payload(body: bytes, lowered: Mapping[str, str]) -> dict[str, object]:
     except UnicodeDecodeError as exc:
         raise WebhookError(f"body is not UTF-8 (byte {exc.start})", 400) from None
     media_type = lowered.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in (_JSON, _FORM):  # forges send one of these; nothing else is read
+        raise WebhookError(f"content type must be {_JSON} or {_FORM}, not {media_type!r}", 415)
     if media_type == _FORM:
         # GitHub's and Gitea's other content type: payload=<url-encoded JSON>.
         try:
@@ -382,6 +389,25 @@ def _string(payload: Mapping[str, object], *path: str) -> str:
     return node
 
 
+_PUSHER_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "github": (("sender", "login"), ("pusher", "name")),
+    "gitlab": (("user_username",),),
+    "gitea": (("pusher", "login"), ("pusher", "username")),
+    "forgejo": (("pusher", "login"), ("pusher", "username")),
+}
+
+
+def _pusher(provider: str, payload: Mapping[str, object]) -> str | None:
+    """Who pushed, by the forge's account name; None when the payload does not say."""
+    for path in _PUSHER_FIELDS[provider]:
+        node: object = payload
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str) and node:
+            return node
+    return None
+
+
 def _object_id(payload: Mapping[str, object], field: str) -> str:
     value = _string(payload, field).lower()
     if not _OBJECT_ID.fullmatch(value):
@@ -395,13 +421,13 @@ def _object_id(payload: Mapping[str, object], field: str) -> str:
 
 def _ref(payload: Mapping[str, object]) -> str:
     ref = _string(payload, "ref")
-    problem = _ref_problem(ref)
+    problem = ref_problem(ref)
     if problem:
         raise WebhookError(f"field 'ref' is not a full ref name ({problem}): {_shorten(ref)}", 400)
     return ref
 
 
-def _ref_problem(ref: str) -> str | None:
+def ref_problem(ref: str) -> str | None:
     """Why ``ref`` is not a name ``git check-ref-format`` accepts under ``refs/``."""
     if not ref.startswith("refs/") or ref == "refs/":
         return "must start with 'refs/'"
