@@ -17,8 +17,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from rerund.core.history import dataset_id
 from rerund.errors import RerundError, StepCancelledError
 from rerund.run.verify import VerifyOptions, current_steps, verify
 from rerund.service.mirrors import mirror
+from rerund.service.sqlitetx import write_transaction
 from rerund.settings import RepoSettings, Settings
 
 log = structlog.get_logger("rerund.service.verification")
@@ -86,16 +87,8 @@ class VerificationStore:
         with self._lock:
             self._db.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     def request(self, repo: str, *, source: str, now: float) -> tuple[int, bool]:
         """Queue a verification of ``repo``; a queued one absorbs the request.
